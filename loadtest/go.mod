@@ -1,0 +1,3 @@
+module github.com/wakepush/wakepush/loadtest
+
+go 1.26.8

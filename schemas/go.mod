@@ -1,0 +1,3 @@
+module github.com/wakepush/wakepush/schemas
+
+go 1.26.8
