@@ -1,0 +1,143 @@
+// Package kafkabroker runs the Kafka broker of the local dev stack and of
+// tests: a single-node in-process kfake cluster
+// (github.com/twmb/franz-go/pkg/kfake) that speaks the Kafka wire protocol.
+//
+// Topics are never created here: every service applies its own topic specs
+// with CreateTopics. Auto topic creation is disabled (kfake's default), so
+// producing to or fetching from a topic nobody created fails with
+// UNKNOWN_TOPIC_OR_PARTITION, the same as a production cluster configured with
+// auto.create.topics.enable=false.
+package kafkabroker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+)
+
+// DefaultAddr is the listen address of the dev stack's broker.
+const DefaultAddr = "127.0.0.1:19092"
+
+// Options configures Start.
+type Options struct {
+	// Addr is the host:port to listen on, e.g. "127.0.0.1:19092". Port 0
+	// picks a free port; an empty host means 127.0.0.1. The host is what the
+	// broker advertises in metadata responses, so it must be reachable by
+	// clients (use a loopback address).
+	Addr string
+	// DataDir persists the cluster state (topics, records, committed
+	// offsets) in this directory and reloads it on Start. Empty keeps
+	// everything in memory.
+	DataDir string
+	// SyncWrites fsyncs every produced batch (only with DataDir). Without
+	// it, writes are flushed on segment roll and on Close, like Kafka's
+	// default; a crash (SIGKILL) can lose the latest batches.
+	SyncWrites bool
+	// Logger receives kfake's warnings and errors. Nil discards them.
+	Logger *slog.Logger
+	// DefaultPartitions is the partition count of CreateTopics requests
+	// that ask for -1 partitions. Zero keeps kfake's default (10).
+	DefaultPartitions int
+}
+
+// Broker is a running single-node Kafka cluster.
+type Broker struct {
+	cluster *kfake.Cluster
+	addr    string
+}
+
+// Start starts a broker listening on opts.Addr.
+func Start(opts Options) (*Broker, error) {
+	addr := opts.Addr
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	host, portStr, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("kafkabroker: invalid address %q: %w", addr, err)
+	}
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil || port < 0 || port > 65535 {
+		return nil, fmt.Errorf("kafkabroker: invalid port in address %q", addr)
+	}
+
+	kopts := []kfake.Opt{
+		kfake.Ports(port), // one broker
+		// kfake always asks to listen on 127.0.0.1:<port>; listen on the
+		// requested host instead.
+		kfake.ListenFn(func(network, address string) (net.Listener, error) {
+			_, p, err := net.SplitHostPort(address)
+			if err != nil {
+				return nil, err
+			}
+			return net.Listen(network, net.JoinHostPort(host, p))
+		}),
+		kfake.ClusterID("wakepush-dev"),
+	}
+	if opts.Logger != nil {
+		kopts = append(kopts, kfake.WithLogger(slogLogger{opts.Logger}))
+	}
+	if opts.DefaultPartitions > 0 {
+		kopts = append(kopts, kfake.DefaultNumPartitions(opts.DefaultPartitions))
+	}
+	if opts.DataDir != "" {
+		kopts = append(kopts, kfake.DataDir(opts.DataDir))
+		if opts.SyncWrites {
+			kopts = append(kopts, kfake.SyncWrites())
+		}
+	} else if opts.SyncWrites {
+		return nil, errors.New("kafkabroker: SyncWrites requires DataDir")
+	}
+
+	c, err := kfake.NewCluster(kopts...)
+	if err != nil {
+		return nil, fmt.Errorf("kafkabroker: start on %s: %w", addr, err)
+	}
+	addrs := c.ListenAddrs()
+	if len(addrs) != 1 {
+		c.Close()
+		return nil, fmt.Errorf("kafkabroker: expected one listener, got %v", addrs)
+	}
+	return &Broker{cluster: c, addr: addrs[0]}, nil
+}
+
+// Addr returns the bootstrap address, "host:port".
+func (b *Broker) Addr() string { return b.addr }
+
+// Cluster exposes the underlying kfake cluster for tests that need its
+// controls (fault injection, Compact, ...).
+func (b *Broker) Cluster() *kfake.Cluster { return b.cluster }
+
+// Close stops the broker; with a DataDir it persists the state first. It is
+// safe to call more than once.
+func (b *Broker) Close() { b.cluster.Close() }
+
+// slogLogger adapts slog to kfake.Logger. kfake logs every request at info
+// level, so only warnings and errors are forwarded (debug when the handler is
+// enabled for it).
+type slogLogger struct{ l *slog.Logger }
+
+func (s slogLogger) Logf(level kfake.LogLevel, format string, args ...any) {
+	var l slog.Level
+	switch level {
+	case kfake.LogLevelError:
+		l = slog.LevelError
+	case kfake.LogLevelWarn:
+		l = slog.LevelWarn
+	default:
+		l = slog.LevelDebug
+	}
+	ctx := context.Background()
+	if !s.l.Enabled(ctx, l) {
+		return
+	}
+	s.l.Log(ctx, l, fmt.Sprintf(format, args...), "component", "kfake")
+}

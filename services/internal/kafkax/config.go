@@ -1,0 +1,178 @@
+// Package kafkax is wakepush's Kafka platform code on segmentio/kafka-go: connection settings
+// (TLS, SASL), topic migration, a producer that waits for acks=all and carries trace context in
+// headers, and consumer helpers.
+package kafkax
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/sasl"
+	"github.com/segmentio/kafka-go/sasl/plain"
+	"github.com/segmentio/kafka-go/sasl/scram"
+
+	"github.com/wakepush/wakepush/schemas/topics"
+	"github.com/wakepush/wakepush/services/internal/config"
+)
+
+// Config is how a service reaches Kafka.
+type Config struct {
+	Brokers           []string
+	TLS               bool
+	CAFile            string
+	SASLMechanism     string
+	SASLUsername      string
+	SASLPassword      string
+	Partitions        int
+	ReplicationFactor int
+	BatchTimeout      time.Duration
+}
+
+// Register adds the Kafka settings to s.
+func (c *Config) Register(s *config.Set) {
+	s.Strings(&c.Brokers, "kafka-brokers", "WAKEPUSH_KAFKA_BROKERS", "127.0.0.1:19092", "Kafka bootstrap brokers, comma-separated")
+	s.Bool(&c.TLS, "kafka-tls", "WAKEPUSH_KAFKA_TLS", false, "connect to Kafka over TLS")
+	s.String(&c.CAFile, "kafka-ca-file", "WAKEPUSH_KAFKA_CA_FILE", "", "PEM CA bundle to trust for Kafka TLS (default: system roots)")
+	s.String(&c.SASLMechanism, "kafka-sasl-mechanism", "WAKEPUSH_KAFKA_SASL_MECHANISM", "", "SASL mechanism: plain, scram-sha-256 or scram-sha-512 (empty: none)")
+	s.String(&c.SASLUsername, "kafka-sasl-username", "WAKEPUSH_KAFKA_SASL_USERNAME", "", "SASL user name")
+	s.String(&c.SASLPassword, "kafka-sasl-password", "WAKEPUSH_KAFKA_SASL_PASSWORD", "", "SASL password")
+	s.Int(&c.Partitions, "kafka-partitions", "WAKEPUSH_KAFKA_PARTITIONS", 8, "partitions of every wakepush topic when created (all topics share the count)")
+	s.Int(&c.ReplicationFactor, "kafka-replication-factor", "WAKEPUSH_KAFKA_REPLICATION_FACTOR", 1, "replication factor of topics when created (3 in production)")
+	s.Duration(&c.BatchTimeout, "kafka-batch-timeout", "WAKEPUSH_KAFKA_BATCH_TIMEOUT", 2*time.Millisecond, "how long the producer waits to fill a batch")
+}
+
+// Validate reports every problem in c.
+func (c *Config) Validate(chk *config.Check) {
+	chk.Require(len(c.Brokers) > 0, "WAKEPUSH_KAFKA_BROKERS: at least one broker is required")
+	switch strings.ToLower(c.SASLMechanism) {
+	case "":
+	case "plain", "scram-sha-256", "scram-sha-512":
+		chk.Require(c.SASLUsername != "" && c.SASLPassword != "", "WAKEPUSH_KAFKA_SASL_USERNAME and _PASSWORD are required with SASL")
+	default:
+		chk.Require(false, "WAKEPUSH_KAFKA_SASL_MECHANISM=%q: want plain, scram-sha-256 or scram-sha-512", c.SASLMechanism)
+	}
+	chk.Require(c.Partitions >= 1, "WAKEPUSH_KAFKA_PARTITIONS must be >= 1")
+	chk.Require(c.ReplicationFactor >= 1, "WAKEPUSH_KAFKA_REPLICATION_FACTOR must be >= 1")
+	chk.Require(c.BatchTimeout > 0, "WAKEPUSH_KAFKA_BATCH_TIMEOUT must be > 0")
+	if c.CAFile != "" {
+		_, err := os.Stat(c.CAFile)
+		chk.Add(err)
+	}
+}
+
+func (c *Config) tlsConfig() (*tls.Config, error) {
+	if !c.TLS {
+		return nil, nil
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if c.CAFile != "" {
+		pem, err := os.ReadFile(c.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("kafka CA file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("kafka CA file %s: no PEM certificates", c.CAFile)
+		}
+		tc.RootCAs = pool
+	}
+	return tc, nil
+}
+
+func (c *Config) mechanism() (sasl.Mechanism, error) {
+	switch strings.ToLower(c.SASLMechanism) {
+	case "":
+		return nil, nil
+	case "plain":
+		return plain.Mechanism{Username: c.SASLUsername, Password: c.SASLPassword}, nil
+	case "scram-sha-256":
+		return scram.Mechanism(scram.SHA256, c.SASLUsername, c.SASLPassword)
+	case "scram-sha-512":
+		return scram.Mechanism(scram.SHA512, c.SASLUsername, c.SASLPassword)
+	}
+	return nil, fmt.Errorf("unknown SASL mechanism %q", c.SASLMechanism)
+}
+
+// Transport returns a kafka-go transport (for writers and clients) with TLS and SASL applied.
+func (c *Config) Transport() (*kafka.Transport, error) {
+	tc, err := c.tlsConfig()
+	if err != nil {
+		return nil, err
+	}
+	m, err := c.mechanism()
+	if err != nil {
+		return nil, err
+	}
+	return &kafka.Transport{TLS: tc, SASL: m, ClientID: "wakepush"}, nil
+}
+
+// Dialer returns a kafka-go dialer (for readers and consumer groups) with TLS and SASL applied.
+func (c *Config) Dialer() (*kafka.Dialer, error) {
+	tc, err := c.tlsConfig()
+	if err != nil {
+		return nil, err
+	}
+	m, err := c.mechanism()
+	if err != nil {
+		return nil, err
+	}
+	return &kafka.Dialer{Timeout: 10 * time.Second, DualStack: true, TLS: tc, SASLMechanism: m, ClientID: "wakepush"}, nil
+}
+
+// Client returns a kafka-go admin client.
+func (c *Config) Client() (*kafka.Client, error) {
+	t, err := c.Transport()
+	if err != nil {
+		return nil, err
+	}
+	return &kafka.Client{Addr: kafka.TCP(c.Brokers...), Transport: t, Timeout: 10 * time.Second}, nil
+}
+
+// EnsureTopics applies the topic specs idempotently (see topics.Ensure), retrying while the
+// brokers are not reachable yet until ctx ends.
+func (c *Config) EnsureTopics(ctx context.Context, names ...string) error {
+	client, err := c.Client()
+	if err != nil {
+		return err
+	}
+	specs := make([]topics.Spec, 0, len(names))
+	for _, n := range names {
+		s, ok := topics.Lookup(n)
+		if !ok {
+			return fmt.Errorf("no topic spec for %q", n)
+		}
+		specs = append(specs, s)
+	}
+	backoff := 100 * time.Millisecond
+	for {
+		err = topics.Ensure(ctx, client, c.Partitions, c.ReplicationFactor, specs...)
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("ensure topics: %w (last error: %v)", ctx.Err(), err)
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 3*time.Second)
+	}
+}
+
+// Ping checks that a broker answers a metadata request (for readiness).
+func (c *Config) Ping(ctx context.Context) error {
+	client, err := c.Client()
+	if err != nil {
+		return err
+	}
+	_, err = client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{}})
+	if err != nil {
+		return fmt.Errorf("kafka metadata: %w", err)
+	}
+	return nil
+}
