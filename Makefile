@@ -1,0 +1,47 @@
+# wakepush — see README.md. Every target runs from the repo root with go.work.
+SHELL := /bin/bash
+GO ?= go
+BUF_VERSION := v1.75.0
+MODULES := schemas services loadtest deploy/local
+PKGS := $(foreach m,$(MODULES),./$(m)/...)
+GOTEST_FLAGS ?= -race -shuffle=on -timeout 20m
+
+.PHONY: all build test test-short run demo-push proto lint fmt clickhouse-lib clean-data help
+
+all: build
+
+help: ## list targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
+
+build: ## build every binary into bin/
+	$(GO) build -o bin/ ./services/ingest ./services/coalescer ./services/sender ./services/recorder ./services/wakepushctl \
+		./loadtest/cmd/apns-mock ./deploy/local/cmd/wakepush-dev ./deploy/local/cmd/kafka-broker ./deploy/local/cmd/chdb-server
+
+test: clickhouse-lib ## unit + integration tests (kfake, ClickHouse, APNs mock, Prosody), with -race
+	$(GO) vet $(PKGS)
+	$(GO) test $(GOTEST_FLAGS) $(PKGS)
+
+test-short: ## unit tests only
+	$(GO) test -short -race $(PKGS)
+
+run: ## start the whole pipeline locally (kfake, ClickHouse, APNs mock, four services); Ctrl-C stops it
+	$(GO) run ./deploy/local/cmd/wakepush-dev
+
+demo-push: ## with `make run` up: register a fake iOS device, publish once, show the push and the ClickHouse rows
+	$(GO) run ./services/wakepushctl demo
+
+proto: ## regenerate schemas/gen from schemas/proto with the pinned buf and protoc-gen-go
+	cd schemas && $(GO) run github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION) generate
+
+clickhouse-lib: ## download and verify the pinned libchdb into the user cache (once)
+	$(GO) run ./deploy/local/cmd/chdb-server -fetch-only
+
+fmt: ## gofmt every module
+	gofmt -w $(MODULES)
+
+lint: ## gofmt check + go vet
+	@test -z "$$(gofmt -l $(MODULES))" || (gofmt -l $(MODULES); exit 1)
+	$(GO) vet $(PKGS)
+
+clean-data: ## delete the local stack's state (.data/)
+	rm -rf .data
