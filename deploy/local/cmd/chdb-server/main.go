@@ -2,6 +2,7 @@
 // tests, from libchdb (ClickHouse as a shared library, see package chdb).
 //
 //	chdb-server [-lib libchdb.so] [-path DIR] [-tcp-port 19000] [-http-port 18123] [-listen-host 127.0.0.1]
+//	chdb-server -fetch-only   # download and verify the pinned libchdb, print its path
 //
 // It dlopens the library and runs, through chdb_query_cmdline, a
 // clickhouse-local invocation that starts the TCP (native) and HTTP listeners
@@ -67,11 +68,20 @@ func run(args []string) error {
 	tcpPort := fs.Int("tcp-port", 19000, "native protocol port")
 	httpPort := fs.Int("http-port", 18123, "HTTP interface port")
 	listenHost := fs.String("listen-host", "127.0.0.1", "address to listen on")
+	fetchOnly := fs.Bool("fetch-only", false, "only download and verify the pinned libchdb into the cache, print its path and exit")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	if *fetchOnly {
+		p, err := chdb.EnsureLibrary(context.Background())
+		if err != nil {
+			return err
+		}
+		fmt.Println(p)
+		return nil
 	}
 	if *lib == "" {
 		p, err := chdb.EnsureLibrary(context.Background())

@@ -1,0 +1,4 @@
+package stacktest
+
+// Exported for the external tests.
+const RaceEnabledForTest = raceEnabled
