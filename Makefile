@@ -25,7 +25,7 @@ test-short: ## unit tests only
 	$(GO) test -short -race $(PKGS)
 
 run: ## start the whole pipeline locally (kfake, ClickHouse, APNs mock, four services); Ctrl-C stops it
-	$(GO) run ./deploy/local/cmd/wakepush-dev
+	$(GO) build -o .data/bin/wakepush-dev ./deploy/local/cmd/wakepush-dev && exec .data/bin/wakepush-dev
 
 demo-push: ## with `make run` up: register a fake iOS device, publish once, show the push and the ClickHouse rows
 	$(GO) run ./services/wakepushctl demo

@@ -95,6 +95,8 @@ var components = []component{
 			"WAKEPUSH_INGEST_HTTP_ADDR={addr:ingest-http}",
 			"WAKEPUSH_NODE_KEYS=" + devNodeKeys,
 			"WAKEPUSH_DEVICE_ID_KEY=" + devDeviceIDKey,
+			// The HTTP event API's tenant for `make demo-push` (wakepushctl demo's default token).
+			"WAKEPUSH_INGEST_EVENT_TOKENS=dev:dev-event-token",
 		},
 		pinned:  []string{"WAKEPUSH_ADMIN_ADDR={addr:ingest-admin}"},
 		ready:   "http://{addr:ingest-admin}/readyz",
