@@ -125,13 +125,21 @@ func (c *Config) Dialer() (*kafka.Dialer, error) {
 	return &kafka.Dialer{Timeout: 10 * time.Second, DualStack: true, TLS: tc, SASLMechanism: m, ClientID: "wakepush"}, nil
 }
 
-// Client returns a kafka-go admin client.
+// Client returns a kafka-go admin client. Its transport keeps connections (and their
+// goroutines) open: call CloseClient when done with a short-lived client.
 func (c *Config) Client() (*kafka.Client, error) {
 	t, err := c.Transport()
 	if err != nil {
 		return nil, err
 	}
 	return &kafka.Client{Addr: kafka.TCP(c.Brokers...), Transport: t, Timeout: 10 * time.Second}, nil
+}
+
+// CloseClient releases the connections of a client made by Client.
+func CloseClient(client *kafka.Client) {
+	if t, ok := client.Transport.(*kafka.Transport); ok {
+		t.CloseIdleConnections()
+	}
 }
 
 // EnsureTopics applies the topic specs idempotently (see topics.Ensure), retrying while the
@@ -141,6 +149,7 @@ func (c *Config) EnsureTopics(ctx context.Context, names ...string) error {
 	if err != nil {
 		return err
 	}
+	defer CloseClient(client)
 	specs := make([]topics.Spec, 0, len(names))
 	for _, n := range names {
 		s, ok := topics.Lookup(n)
@@ -170,6 +179,7 @@ func (c *Config) Ping(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	defer CloseClient(client)
 	_, err = client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{}})
 	if err != nil {
 		return fmt.Errorf("kafka metadata: %w", err)

@@ -1,0 +1,76 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+)
+
+// metrics are the sender's OpenTelemetry instruments (on /metrics with dots as underscores,
+// e.g. wakepush_sender_deliveries_total).
+type metrics struct {
+	deliveries   metric.Int64Counter
+	latency      metric.Float64Histogram
+	inflight     metric.Int64UpDownCounter
+	retries      metric.Int64Counter
+	deadLetters  metric.Int64Counter
+	configErrors metric.Int64Counter
+	unregistered metric.Int64Counter
+	recordErrors metric.Int64Counter
+	commitErrors metric.Int64Counter
+}
+
+func newMetrics(e *Engine) (*metrics, error) {
+	meter := otel.Meter("github.com/wakepush/wakepush/services/sender")
+	var m metrics
+	errs := make([]error, 12)
+	m.deliveries, errs[0] = meter.Int64Counter("wakepush.sender.deliveries",
+		metric.WithDescription("Delivery records written, by app, platform, outcome and reason"))
+	m.latency, errs[1] = meter.Float64Histogram("wakepush.sender.provider.duration", metric.WithUnit("s"),
+		metric.WithDescription("time from sending a push to the provider's answer, by app, platform and action"),
+		metric.WithExplicitBucketBoundaries(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10))
+	m.inflight, errs[2] = meter.Int64UpDownCounter("wakepush.sender.inflight",
+		metric.WithDescription("wakes being handled (pushing, backing off, or waiting for a paused app)"))
+	m.retries, errs[3] = meter.Int64Counter("wakepush.sender.retries",
+		metric.WithDescription("provider attempts that will be retried, by app and reason"))
+	m.deadLetters, errs[4] = meter.Int64Counter("wakepush.sender.dead_letters",
+		metric.WithDescription("records sent to push.wakes.dlq, by app and reason"))
+	m.configErrors, errs[5] = meter.Int64Counter("wakepush.sender.configuration_errors",
+		metric.WithDescription("provider answers that mean our configuration is wrong (alert on any), by app, environment and reason"))
+	m.unregistered, errs[6] = meter.Int64Counter("wakepush.sender.unregistrations",
+		metric.WithDescription("devices unregistered because the provider declared the token dead, by app and reason"))
+	m.recordErrors, errs[7] = meter.Int64Counter("wakepush.sender.record_errors",
+		metric.WithDescription("failed writes of outcome records to Kafka (retried)"))
+	m.commitErrors, errs[8] = meter.Int64Counter("wakepush.sender.commit_errors",
+		metric.WithDescription("failed offset commits on push.wakes (retried)"))
+	_, errs[9] = meter.Int64ObservableGauge("wakepush.sender.paused",
+		metric.WithDescription("1 for each app/environment paused after a configuration error"),
+		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			for key, reason := range e.breaker.paused() {
+				app, env, _ := strings.Cut(key, "/")
+				o.Observe(1, metric.WithAttributes(attribute.String("app", app), attribute.String("environment", env), attribute.String("reason", reason)))
+			}
+			return nil
+		}))
+	_, errs[10] = meter.Int64ObservableGauge("wakepush.sender.registrations",
+		metric.WithDescription("devices in the registration table"),
+		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			o.Observe(int64(e.reg.Len()))
+			return nil
+		}))
+	_, errs[11] = meter.Int64ObservableGauge("wakepush.sender.dedup.size",
+		metric.WithDescription("delivered wake ids remembered for deduplication"),
+		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			o.Observe(int64(e.dedup.Len()))
+			return nil
+		}))
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("sender metrics: %w", err)
+	}
+	return &m, nil
+}

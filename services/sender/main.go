@@ -1,0 +1,103 @@
+// Command sender delivers wakes: it consumes push.wakes, pushes each wake to its device through
+// APNs (sideshow/apns2, token auth), classifies every answer, retries transient failures with
+// backoff, unregisters dead tokens, dead-letters wakes whose attempts are exhausted, records a
+// Delivery per attempt, and commits offsets only after those records are acknowledged
+// (DESIGN §6).
+//
+// See README.md for configuration, the classification table, payload and metrics.
+package main
+
+import (
+	"context"
+	"sync"
+
+	"github.com/wakepush/wakepush/schemas/topics"
+	"github.com/wakepush/wakepush/services/internal/kafkax"
+	"github.com/wakepush/wakepush/services/internal/service"
+	"github.com/wakepush/wakepush/services/sender/internal/dedup"
+	"github.com/wakepush/wakepush/services/sender/internal/registry"
+)
+
+func main() { service.Main("sender", run) }
+
+func run(ctx context.Context, args []string) error {
+	// 1. Settings from env and flags, validated (keys readable, apps file sane) before anything starts.
+	cfg, err := loadSettings(args)
+	if err != nil {
+		return err
+	}
+	base, err := service.Start(ctx, "sender", cfg.Service)
+	if err != nil {
+		return err
+	}
+	defer base.Close()
+	return serve(ctx, cfg, base)
+}
+
+// serve is the sender between the start and the close of the shared service machinery.
+func serve(ctx context.Context, cfg *settings, base *service.Base) error {
+	// 2. Topics exist (idempotent, shared specs).
+	if err := cfg.Kafka.EnsureTopics(ctx, topics.Wakes, topics.Registrations, topics.Deliveries, topics.WakesDLQ); err != nil {
+		return startErr(ctx, base, err)
+	}
+
+	// 3. Outputs: the producer and the APNs clients (one per app and environment).
+	producer, err := kafkax.NewProducer(&cfg.Kafka)
+	if err != nil {
+		return err
+	}
+	defer producer.Close()
+	providers, closeProviders, err := cfg.providers()
+	if err != nil {
+		return err
+	}
+	defer closeProviders()
+
+	// 4. State from Kafka: every registration, and the wakes delivered recently (dedup). Both
+	// keep following their topics until the wakes are drained.
+	table, err := registry.New(&cfg.Kafka, base.Log)
+	if err != nil {
+		return err
+	}
+	delivered := dedup.New(cfg.DedupSize)
+	recent, err := dedup.Follow(&cfg.Kafka, delivered, cfg.DedupWindow, base.Log)
+	if err != nil {
+		return err
+	}
+	followCtx, stopFollowing := context.WithCancel(context.WithoutCancel(ctx))
+	var following sync.WaitGroup
+	defer func() { stopFollowing(); following.Wait() }()
+	for _, run := range []func(context.Context) error{table.Run, recent.Run} {
+		following.Go(func() {
+			if err := run(followCtx); err != nil && followCtx.Err() == nil {
+				base.Log.Error("following a topic stopped", "err", err)
+			}
+		})
+	}
+	base.Admin.SetReady(false, "reading push.registrations and recent push.deliveries")
+	if err := table.WaitCaughtUp(ctx); err != nil {
+		return startErr(ctx, base, err)
+	}
+	if err := recent.WaitCaughtUp(ctx); err != nil {
+		return startErr(ctx, base, err)
+	}
+	base.Log.Info("state loaded", "devices", table.Len(), "recently_delivered_wakes", delivered.Len(), "dedup_window", cfg.DedupWindow)
+
+	// 5. The delivery engine on the wakes consumer group; ready once the group is joined.
+	eng, err := cfg.engine(base.Log, table, producer, delivered, providers)
+	if err != nil {
+		return err
+	}
+	reader, err := kafkax.NewReader(&cfg.Kafka, cfg.Group, topics.Wakes)
+	if err != nil {
+		return err
+	}
+	defer closeReader(reader, base.Log)
+	go readyOnJoin(ctx, reader, base)
+
+	// 6. Until SIGTERM: then not ready, stop fetching, finish in-flight pushes within the drain
+	// timeout, commit what is recorded; the deferred calls close the reader, followers and clients.
+	go func() { <-ctx.Done(); base.Admin.SetReady(false, "draining") }()
+	base.Log.Info("sending", "group", cfg.Group, "concurrency", cfg.Concurrency, "apps", len(cfg.Apps.All()))
+	return eng.Run(ctx, reader)
+}
