@@ -1,0 +1,87 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/wakepush/wakepush/schemas/topics"
+	"github.com/wakepush/wakepush/services/internal/config"
+	"github.com/wakepush/wakepush/services/internal/kafkax"
+	"github.com/wakepush/wakepush/services/internal/service"
+)
+
+// settings is the recorder's configuration (README.md has the table).
+type settings struct {
+	Service       service.Flags
+	Kafka         kafkax.Config
+	ClickHouseDSN string
+	Group         string
+	BatchRows     int
+	FlushInterval time.Duration
+	InsertTimeout time.Duration
+}
+
+func loadSettings(args []string) (*settings, error) {
+	var c settings
+	s := config.New("recorder")
+	c.Service.Register(s, "127.0.0.1:18094")
+	c.Kafka.Register(s)
+	s.String(&c.ClickHouseDSN, "clickhouse-dsn", "WAKEPUSH_CLICKHOUSE_DSN", "clickhouse://127.0.0.1:19000/wakepush",
+		"ClickHouse native-protocol DSN; its database (default wakepush) is created and migrated at start; credentials and TLS go here too (clickhouse://user:pass@host:9440/wakepush?secure=true)")
+	s.String(&c.Group, "recorder-group", "WAKEPUSH_RECORDER_GROUP", "wakepush-recorder", "Kafka consumer group id")
+	s.Int(&c.BatchRows, "recorder-batch-rows", "WAKEPUSH_RECORDER_BATCH_ROWS", 10000,
+		"pending records (all tables together) that trigger a flush; also bounds the memory held while ClickHouse is down")
+	s.Duration(&c.FlushInterval, "recorder-flush-interval", "WAKEPUSH_RECORDER_FLUSH_INTERVAL", time.Second,
+		"longest time a record waits before its batch is flushed")
+	s.Duration(&c.InsertTimeout, "recorder-insert-timeout", "WAKEPUSH_RECORDER_INSERT_TIMEOUT", 30*time.Second,
+		"bound of one insert attempt; a failed attempt is retried with backoff")
+	if err := s.Parse(args); err != nil {
+		return nil, err
+	}
+	var chk config.Check
+	c.Service.Validate(&chk)
+	c.Kafka.Validate(&chk)
+	chk.Require(c.Group != "", "WAKEPUSH_RECORDER_GROUP is required")
+	chk.Require(c.BatchRows >= 1 && c.BatchRows <= 1_000_000, "WAKEPUSH_RECORDER_BATCH_ROWS must be in [1, 1000000], got %d", c.BatchRows)
+	chk.Require(c.FlushInterval > 0, "WAKEPUSH_RECORDER_FLUSH_INTERVAL must be > 0")
+	chk.Require(c.InsertTimeout > 0, "WAKEPUSH_RECORDER_INSERT_TIMEOUT must be > 0")
+	if _, _, err := parseDSN(c.ClickHouseDSN); err != nil {
+		chk.Add(err)
+	}
+	if err := chk.Err(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+func (c *settings) recorderOptions() options {
+	return options{Group: c.Group, BatchRows: c.BatchRows, FlushInterval: c.FlushInterval, InsertTimeout: c.InsertTimeout}
+}
+
+// recordedTopics is every wakepush topic: the recorder projects all of them.
+func recordedTopics() []string {
+	names := make([]string, len(topics.All))
+	for i, s := range topics.All {
+		names[i] = s.Name
+	}
+	return names
+}
+
+// startErr turns an error caused by a shutdown during start into a clean stop.
+func startErr(ctx context.Context, base *service.Base, err error) error {
+	if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+		base.Log.Info("stopped while starting", "err", err)
+		return nil
+	}
+	return err
+}
+
+func closeReader(r *kafka.Reader, log *slog.Logger) {
+	if err := r.Close(); err != nil {
+		log.Warn("close Kafka reader", "err", err)
+	}
+}
