@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -108,13 +109,19 @@ FORMAT JSONEachRow`, reg.DeviceID)
 		}
 		counts = map[string]uint64{}
 		for _, line := range strings.Split(strings.TrimSpace(body), "\n") {
+			// UInt64 arrives as a number or, with output_format_json_quote_64bit_integers, a string.
 			var row struct {
-				Table string `json:"table"`
-				Rows  uint64 `json:"rows,string"`
+				Table string          `json:"table"`
+				Rows  json.RawMessage `json:"rows"`
 			}
-			if json.Unmarshal([]byte(line), &row) == nil {
-				counts[row.Table] = row.Rows
+			if err := json.Unmarshal([]byte(line), &row); err != nil {
+				return nil, false, fmt.Errorf("decode %q: %w", line, err)
 			}
+			n, err := strconv.ParseUint(strings.Trim(string(row.Rows), `"`), 10, 64)
+			if err != nil {
+				return nil, false, fmt.Errorf("decode %q: %w", line, err)
+			}
+			counts[row.Table] = n
 		}
 		return nil, counts["events"] > 0 && counts["wakes"] > 0 && counts["deliveries"] > 0, nil
 	})
