@@ -1,0 +1,606 @@
+// Package component is an XEP-0114 (Jabber Component Protocol) client: it connects to an XMPP
+// server's component port as the App Server JID, authenticates with the handshake, keeps the
+// connection alive and reconnects with backoff and jitter, answers disco#info, disco#items and
+// XEP-0199 pings itself, and dispatches other IQs to registered handlers.
+//
+// Robustness rules: a well-formed stanza never kills the stream (anything malformed gets an IQ
+// error of type modify/bad-request); handlers that do I/O run concurrently up to a per-connection
+// limit, above which IQs are answered wait/resource-constraint at once; a stanza larger than the
+// size limit, XML that is not well-formed, or a DTD end the stream with the matching stream error
+// and the client reconnects. On shutdown the client stops reading, lets in-flight handlers finish
+// and answers them, then closes the stream.
+package component
+
+import (
+	"context"
+	"crypto/sha1"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+
+	"github.com/wakepush/wakepush/services/ingest/xmpp"
+)
+
+// Config configures a component connection.
+type Config struct {
+	// Addr is the server's component port, host:port.
+	Addr string
+	// JID is the component's domain, e.g. push.example.org.
+	JID string
+	// Secret is the shared component secret.
+	Secret string
+
+	// Identity and Features are announced in disco#info. Defaults: pubsub/push, and the
+	// features disco#info, disco#items, ping and urn:xmpp:push:0.
+	Identity Identity
+	Features []string
+
+	// KeepAlive is the interval of whitespace keepalives on an idle connection (30s).
+	KeepAlive time.Duration
+	// DialTimeout bounds connecting (10s); HandshakeTimeout bounds the stream header and
+	// handshake (10s); WriteTimeout bounds one write (10s).
+	DialTimeout, HandshakeTimeout, WriteTimeout time.Duration
+	// MaxStanzaSize is the largest stanza accepted, in bytes (64 KiB).
+	MaxStanzaSize int
+	// MaxInFlight bounds concurrently running limited handlers per connection (256).
+	MaxInFlight int
+	// BackoffMin and BackoffMax bound the reconnect delay (500ms, 30s); each delay is drawn
+	// uniformly from [d/2, d] with d doubling per failed attempt.
+	BackoffMin, BackoffMax time.Duration
+	// DrainTimeout bounds waiting for in-flight handlers at shutdown (20s).
+	DrainTimeout time.Duration
+
+	// Overloaded, when set, is called for each IQ refused because MaxInFlight handlers are
+	// running (for metrics); kind is the handler's name.
+	Overloaded func(ctx context.Context, kind string)
+
+	Log *slog.Logger
+}
+
+// Identity is a disco#info identity.
+type Identity struct {
+	Category, Type, Name string
+}
+
+// Handler answers one IQ: a result with an optional payload (serialized XML), or a stanza error.
+// ctx is cancelled only when a shutdown's drain timeout expires.
+type Handler func(ctx context.Context, iq xmpp.IQ) (payload string, err *xmpp.StanzaError)
+
+type route struct {
+	name    string // metric label
+	limited bool
+	h       Handler
+}
+
+type routeKey struct{ typ, space, local string }
+
+// Component is an XEP-0114 client. Register handlers with Handle before Run.
+type Component struct {
+	cfg    Config
+	log    *slog.Logger
+	routes map[routeKey]route
+
+	connected atomic.Bool
+
+	iqDuration  metric.Float64Histogram
+	connections metric.Int64UpDownCounter
+	sessions    metric.Int64Counter
+}
+
+// New validates cfg and returns a component client.
+func New(cfg Config) (*Component, error) {
+	var errs []string
+	if cfg.Addr == "" {
+		errs = append(errs, "address is required")
+	} else if _, _, err := net.SplitHostPort(cfg.Addr); err != nil {
+		errs = append(errs, fmt.Sprintf("address %q: %v", cfg.Addr, err))
+	}
+	if cfg.JID == "" || strings.ContainsAny(cfg.JID, "@/ ") {
+		errs = append(errs, fmt.Sprintf("JID %q: want a bare domain such as push.example.org", cfg.JID))
+	}
+	if cfg.Secret == "" {
+		errs = append(errs, "secret is required")
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("component: %s", strings.Join(errs, "; "))
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&cfg.KeepAlive, 30*time.Second)
+	def(&cfg.DialTimeout, 10*time.Second)
+	def(&cfg.HandshakeTimeout, 10*time.Second)
+	def(&cfg.WriteTimeout, 10*time.Second)
+	def(&cfg.BackoffMin, 500*time.Millisecond)
+	def(&cfg.BackoffMax, 30*time.Second)
+	def(&cfg.DrainTimeout, 20*time.Second)
+	if cfg.BackoffMax < cfg.BackoffMin {
+		cfg.BackoffMax = cfg.BackoffMin
+	}
+	if cfg.MaxStanzaSize <= 0 {
+		cfg.MaxStanzaSize = 64 << 10
+	}
+	if cfg.MaxInFlight <= 0 {
+		cfg.MaxInFlight = 256
+	}
+	if cfg.Identity.Category == "" {
+		cfg.Identity = Identity{Category: "pubsub", Type: "push", Name: "wakepush"}
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	c := &Component{cfg: cfg, log: cfg.Log.With("component_jid", cfg.JID, "server", cfg.Addr), routes: map[routeKey]route{}}
+	meter := otel.Meter("github.com/wakepush/wakepush/services/ingest")
+	var err error
+	if c.iqDuration, err = meter.Float64Histogram("wakepush.ingest.iq.duration", metric.WithUnit("s"),
+		metric.WithDescription("time from reading an IQ to writing its answer, by kind, answer and condition"),
+		metric.WithExplicitBucketBoundaries(.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10)); err != nil {
+		return nil, err
+	}
+	if c.connections, err = meter.Int64UpDownCounter("wakepush.ingest.component.connections",
+		metric.WithDescription("established XEP-0114 component connections")); err != nil {
+		return nil, err
+	}
+	if c.sessions, err = meter.Int64Counter("wakepush.ingest.component.sessions",
+		metric.WithDescription("component connection attempts by outcome")); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// JID is the component's JID.
+func (c *Component) JID() string { return c.cfg.JID }
+
+// Connected reports whether the component is currently connected and authenticated.
+func (c *Component) Connected() bool { return c.connected.Load() }
+
+// Handle routes IQs of type iqType ("get" or "set") whose payload is <local xmlns=space> to h.
+// name labels metrics and logs. Limited handlers run concurrently and count against MaxInFlight;
+// others run inline in the read loop and must not block.
+func (c *Component) Handle(iqType, space, local, name string, limited bool, h Handler) {
+	c.routes[routeKey{iqType, space, local}] = route{name: name, limited: limited, h: h}
+}
+
+func (c *Component) features() []string {
+	if c.cfg.Features != nil {
+		return c.cfg.Features
+	}
+	return []string{xmpp.NSDiscoInfo, xmpp.NSDiscoItem, xmpp.NSPing, xmpp.NSPush}
+}
+
+// Run connects and serves until ctx ends, reconnecting after failures. When ctx ends it drains
+// the current connection (see package doc) and returns nil.
+func (c *Component) Run(ctx context.Context) error {
+	attempt := 0
+	for {
+		began := time.Now()
+		established, err := c.session(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		outcome := "failed"
+		if established {
+			outcome = "ended"
+			if time.Since(began) >= c.cfg.BackoffMax {
+				attempt = 0
+			}
+		}
+		c.sessions.Add(context.Background(), 1, metric.WithAttributes(attribute.String("outcome", outcome)))
+		d := c.backoff(attempt)
+		attempt++
+		c.logSessionEnd(err, d)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(d):
+		}
+	}
+}
+
+func (c *Component) backoff(attempt int) time.Duration {
+	d := c.cfg.BackoffMin
+	for i := 0; i < attempt && d < c.cfg.BackoffMax; i++ {
+		d *= 2
+	}
+	d = min(d, c.cfg.BackoffMax)
+	half := d / 2
+	return half + rand.N(d-half+1)
+}
+
+func (c *Component) logSessionEnd(err error, retry time.Duration) {
+	var se *StreamError
+	switch {
+	case errors.As(err, &se) && se.Condition == "not-authorized":
+		c.log.Error("component handshake rejected: check the component secret", "err", err, "retry_in", retry)
+	case errors.As(err, &se) && se.Condition == "host-unknown":
+		c.log.Error("the server does not know the component JID: check its Component configuration", "err", err, "retry_in", retry)
+	case errors.As(err, &se) && se.Condition == "conflict":
+		c.log.Warn("another connection holds the component JID (Prosody allows one per JID)", "err", err, "retry_in", retry)
+	default:
+		c.log.Warn("component connection ended", "err", err, "retry_in", retry)
+	}
+}
+
+// StreamError is a stream-level error sent by the server.
+type StreamError struct {
+	Condition, Text string
+}
+
+func (e *StreamError) Error() string {
+	if e.Text != "" {
+		return fmt.Sprintf("stream error %s: %s", e.Condition, e.Text)
+	}
+	return "stream error " + e.Condition
+}
+
+// conn is one established connection.
+type conn struct {
+	c       *Component
+	nc      net.Conn
+	wmu     sync.Mutex
+	closed  bool
+	lastW   atomic.Int64 // unix nanos of the last write
+	sem     chan struct{}
+	wg      sync.WaitGroup
+	hctx    context.Context // handlers' context
+	hcancel context.CancelFunc
+}
+
+// session runs one connection until it fails or ctx ends (then drains).
+func (c *Component) session(ctx context.Context) (established bool, err error) {
+	d := net.Dialer{Timeout: c.cfg.DialTimeout,
+		KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: 15 * time.Second, Interval: 5 * time.Second, Count: 3}}
+	nc, err := d.DialContext(ctx, "tcp", c.cfg.Addr)
+	if err != nil {
+		return false, fmt.Errorf("dial: %w", err)
+	}
+	defer nc.Close()
+	// Abort the handshake when ctx ends.
+	stopWatch := context.AfterFunc(ctx, func() { nc.SetDeadline(time.Now()) })
+	sr, err := c.handshake(nc)
+	if !stopWatch() || err != nil {
+		if err == nil {
+			err = ctx.Err()
+		}
+		return false, err
+	}
+	nc.SetDeadline(time.Time{})
+
+	hctx, hcancel := context.WithCancel(context.WithoutCancel(ctx))
+	cn := &conn{c: c, nc: nc, sem: make(chan struct{}, c.cfg.MaxInFlight), hctx: hctx, hcancel: hcancel}
+	cn.lastW.Store(time.Now().UnixNano())
+	c.connected.Store(true)
+	c.connections.Add(context.Background(), 1)
+	defer func() {
+		c.connected.Store(false)
+		c.connections.Add(context.Background(), -1)
+	}()
+	c.log.Info("component connected")
+
+	// Stop reading when ctx ends: the deadline unblocks the read loop.
+	var draining atomic.Bool
+	stopRead := context.AfterFunc(ctx, func() {
+		draining.Store(true)
+		nc.SetReadDeadline(time.Now())
+	})
+	defer stopRead()
+	kaDone := make(chan struct{})
+	defer close(kaDone)
+	go cn.keepalive(kaDone)
+
+	err = cn.readLoop(sr)
+	if draining.Load() {
+		cn.drain()
+		hcancel()
+		return true, nil
+	}
+	// The connection failed: in-flight handlers still finish (their events may be recorded) but
+	// their answers cannot be delivered.
+	cn.close()
+	go func() { cn.wg.Wait(); hcancel() }()
+	return true, err
+}
+
+// handshake opens the stream and authenticates (XEP-0114 §3).
+func (c *Component) handshake(nc net.Conn) (*xmpp.StreamReader, error) {
+	nc.SetDeadline(time.Now().Add(c.cfg.HandshakeTimeout))
+	header := "<?xml version='1.0'?><stream:stream xmlns='" + xmpp.NSComponent + "' xmlns:stream='" + xmpp.NSStream +
+		"' to='" + xmpp.Escape(c.cfg.JID) + "'>"
+	if _, err := io.WriteString(nc, header); err != nil {
+		return nil, fmt.Errorf("write stream header: %w", err)
+	}
+	sr := xmpp.NewStreamReader(nc, c.cfg.MaxStanzaSize)
+	h, err := sr.Header()
+	if err != nil {
+		return nil, fmt.Errorf("read stream header: %w", err)
+	}
+	var id string
+	for _, a := range h.Attr {
+		if a.Name.Local == "id" && a.Name.Space == "" {
+			id = a.Value
+		}
+	}
+	if id == "" {
+		// Some servers send an error right after a header without id.
+		if el, err := sr.Next(); err == nil && isStreamError(el) {
+			return nil, readStreamError(el)
+		}
+		return nil, errors.New("stream header has no id")
+	}
+	sum := sha1.Sum([]byte(id + c.cfg.Secret))
+	if _, err := io.WriteString(nc, "<handshake>"+hex.EncodeToString(sum[:])+"</handshake>"); err != nil {
+		return nil, fmt.Errorf("write handshake: %w", err)
+	}
+	el, err := sr.Next()
+	if err != nil {
+		return nil, fmt.Errorf("read handshake answer: %w", err)
+	}
+	switch {
+	case el.Name.Local == "handshake":
+		return sr, nil
+	case isStreamError(el):
+		return nil, readStreamError(el)
+	}
+	return nil, fmt.Errorf("unexpected <%s/> instead of the handshake answer", el.Name.Local)
+}
+
+func isStreamError(el *xmpp.Element) bool {
+	return el.Name.Space == xmpp.NSStream && el.Name.Local == "error"
+}
+
+func readStreamError(el *xmpp.Element) *StreamError {
+	e := xmpp.ReadStanzaError(el, xmpp.NSStreams)
+	return &StreamError{Condition: e.Condition, Text: e.Text}
+}
+
+// write sends raw XML, serialized with other writers.
+func (cn *conn) write(s string) error {
+	cn.wmu.Lock()
+	defer cn.wmu.Unlock()
+	if cn.closed {
+		return net.ErrClosed
+	}
+	cn.nc.SetWriteDeadline(time.Now().Add(cn.c.cfg.WriteTimeout))
+	_, err := io.WriteString(cn.nc, s)
+	cn.lastW.Store(time.Now().UnixNano())
+	if err != nil {
+		// A failed write leaves the stream in an unknown state: end the connection.
+		cn.closed = true
+		cn.nc.Close()
+	}
+	return err
+}
+
+// closeWith sends a stream error (if given) and the stream end, and closes the connection.
+func (cn *conn) closeWith(streamErr string) {
+	if streamErr != "" {
+		_ = cn.write("<stream:error><" + streamErr + " xmlns='" + xmpp.NSStreams + "'/></stream:error>")
+	}
+	cn.close()
+}
+
+// close sends the stream end and closes the connection.
+func (cn *conn) close() {
+	_ = cn.write("</stream:stream>")
+	cn.wmu.Lock()
+	cn.closed = true
+	cn.wmu.Unlock()
+	cn.nc.Close()
+}
+
+func (cn *conn) keepalive(done <-chan struct{}) {
+	t := time.NewTicker(cn.c.cfg.KeepAlive / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-t.C:
+			if time.Since(time.Unix(0, cn.lastW.Load())) >= cn.c.cfg.KeepAlive {
+				if err := cn.write(" "); err != nil {
+					return
+				}
+			}
+		}
+	}
+}
+
+// readLoop reads and dispatches stanzas until the stream fails or the read deadline is set.
+func (cn *conn) readLoop(sr *xmpp.StreamReader) error {
+	for {
+		el, err := sr.Next()
+		if err != nil {
+			switch {
+			case errors.Is(err, xmpp.ErrStanzaTooLarge):
+				cn.c.log.Warn("stanza over the size limit: closing the stream", "limit", cn.c.cfg.MaxStanzaSize)
+				cn.closeWith("policy-violation")
+			case errors.Is(err, xmpp.ErrRestrictedXML):
+				cn.closeWith("restricted-xml")
+			case xmpp.IsNotWellFormed(err):
+				cn.closeWith("not-well-formed")
+			}
+			return err
+		}
+		if isStreamError(el) {
+			return readStreamError(el)
+		}
+		cn.dispatch(el)
+	}
+}
+
+// drain waits for in-flight handlers (bounded by DrainTimeout; then they are cancelled and
+// answer with whatever their context's end makes them answer), then closes the stream and waits
+// briefly for the server's closing tag.
+func (cn *conn) drain() {
+	done := make(chan struct{})
+	go func() { cn.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(cn.c.cfg.DrainTimeout):
+		cn.c.log.Warn("drain timeout: cancelling in-flight IQs")
+		cn.hcancel()
+		select {
+		case <-done:
+		case <-time.After(cn.c.cfg.WriteTimeout):
+		}
+	}
+	_ = cn.write("</stream:stream>")
+	waitStreamEnd(cn.nc, 2*time.Second)
+	cn.wmu.Lock()
+	cn.closed = true
+	cn.wmu.Unlock()
+	cn.nc.Close()
+	cn.c.log.Info("component disconnected (drained)")
+}
+
+// waitStreamEnd reads (and discards) what the server still sends until its closing stream tag,
+// the connection's end or the timeout. Stanzas arriving now are not answered: the stream is
+// closed on our side.
+func waitStreamEnd(nc net.Conn, timeout time.Duration) {
+	nc.SetReadDeadline(time.Now().Add(timeout))
+	buf := make([]byte, 4096)
+	var tailBuf []byte
+	for {
+		n, err := nc.Read(buf)
+		tailBuf = append(tailBuf, buf[:n]...)
+		if len(tailBuf) > 64 {
+			tailBuf = tailBuf[len(tailBuf)-64:]
+		}
+		if t := string(tailBuf); strings.Contains(t, ":stream>") || strings.Contains(t, "</stream>") || err != nil {
+			return
+		}
+	}
+}
+
+// dispatch handles one top-level element.
+func (cn *conn) dispatch(el *xmpp.Element) {
+	if el.Name.Local != "iq" || (el.Name.Space != xmpp.NSComponent && el.Name.Space != "jabber:client" && el.Name.Space != "") {
+		return // messages, presences and unknown nonzas need no answer
+	}
+	start := time.Now()
+	iq := xmpp.ParseIQ(el)
+	if iq.From == "" {
+		cn.c.log.Debug("dropping IQ without from: it cannot be answered", "id", iq.ID)
+		return
+	}
+	if iq.To == "" {
+		iq.To = cn.c.cfg.JID
+	}
+	switch iq.Type {
+	case "result", "error":
+		return // answers to IQs this client never sends
+	case "get", "set":
+	default:
+		cn.answer(iq, "malformed", start, "", xmpp.NewError(xmpp.ErrorModify, xmpp.BadRequest, "IQ type must be get, set, result or error"))
+		return
+	}
+	if iq.Payload == nil {
+		cn.answer(iq, "malformed", start, "", xmpp.NewError(xmpp.ErrorModify, xmpp.BadRequest, "an IQ get/set needs a payload element"))
+		return
+	}
+	p := iq.Payload
+	if r, ok := cn.c.routes[routeKey{iq.Type, p.Name.Space, p.Name.Local}]; ok {
+		if !r.limited {
+			payload, serr := cn.run(r, iq)
+			cn.answer(iq, r.name, start, payload, serr)
+			return
+		}
+		select {
+		case cn.sem <- struct{}{}:
+		default:
+			if cn.c.cfg.Overloaded != nil {
+				cn.c.cfg.Overloaded(context.Background(), r.name)
+			}
+			cn.answer(iq, r.name, start, "", xmpp.NewError(xmpp.ErrorWait, xmpp.ResourceConstraint, "too many requests in flight, retry later"))
+			return
+		}
+		cn.wg.Add(1)
+		go func() {
+			defer cn.wg.Done()
+			defer func() { <-cn.sem }()
+			payload, serr := cn.run(r, iq)
+			cn.answer(iq, r.name, start, payload, serr)
+		}()
+		return
+	}
+	switch {
+	case iq.Type == "get" && p.Name.Space == xmpp.NSDiscoInfo && p.Name.Local == "query":
+		if node := p.AttrValue("node"); node != "" {
+			cn.answer(iq, "disco_info", start, "", xmpp.NewError(xmpp.ErrorCancel, xmpp.ItemNotFound, ""))
+			return
+		}
+		cn.answer(iq, "disco_info", start, cn.c.discoInfo(), nil)
+	case iq.Type == "get" && p.Name.Space == xmpp.NSDiscoItem && p.Name.Local == "query":
+		cn.answer(iq, "disco_items", start, "<query xmlns='"+xmpp.NSDiscoItem+"'/>", nil)
+	case iq.Type == "get" && p.Name.Space == xmpp.NSPing && p.Name.Local == "ping":
+		cn.answer(iq, "ping", start, "", nil)
+	default:
+		cn.answer(iq, "unsupported", start, "", xmpp.NewError(xmpp.ErrorCancel, xmpp.ServiceUnavailable, ""))
+	}
+}
+
+// run calls a handler, turning a panic into wait/internal-server-error.
+func (cn *conn) run(r route, iq xmpp.IQ) (payload string, serr *xmpp.StanzaError) {
+	defer func() {
+		if p := recover(); p != nil {
+			cn.c.log.Error("IQ handler panicked", "handler", r.name, "panic", p, "stack", string(debug.Stack()))
+			payload, serr = "", xmpp.NewError(xmpp.ErrorWait, xmpp.InternalServerError, "")
+		}
+	}()
+	return r.h(cn.hctx, iq)
+}
+
+func (c *Component) discoInfo() string {
+	var b strings.Builder
+	b.WriteString("<query xmlns='" + xmpp.NSDiscoInfo + "'><identity category='")
+	b.WriteString(xmpp.Escape(c.cfg.Identity.Category))
+	b.WriteString("' type='")
+	b.WriteString(xmpp.Escape(c.cfg.Identity.Type))
+	b.WriteString("'")
+	if c.cfg.Identity.Name != "" {
+		b.WriteString(" name='")
+		b.WriteString(xmpp.Escape(c.cfg.Identity.Name))
+		b.WriteString("'")
+	}
+	b.WriteString("/>")
+	for _, f := range c.features() {
+		b.WriteString("<feature var='")
+		b.WriteString(xmpp.Escape(f))
+		b.WriteString("'/>")
+	}
+	b.WriteString("</query>")
+	return b.String()
+}
+
+// answer writes the result or error of iq and records its latency.
+func (cn *conn) answer(iq xmpp.IQ, kind string, start time.Time, payload string, serr *xmpp.StanzaError) {
+	var s string
+	attrs := []attribute.KeyValue{attribute.String("kind", kind)}
+	if serr == nil {
+		s = xmpp.ResultXML(iq, payload)
+		attrs = append(attrs, attribute.String("answer", "result"), attribute.String("condition", ""))
+	} else {
+		s = xmpp.ErrorXML(iq, serr)
+		attrs = append(attrs, attribute.String("answer", serr.Type), attribute.String("condition", serr.Condition))
+	}
+	if err := cn.write(s); err != nil {
+		cn.c.log.Warn("could not answer IQ", "kind", kind, "id", iq.ID, "from", iq.From, "err", err)
+		attrs[1] = attribute.String("answer", "undelivered")
+	}
+	cn.c.iqDuration.Record(context.Background(), time.Since(start).Seconds(), metric.WithAttributes(attrs...))
+}

@@ -1,0 +1,73 @@
+package main
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/wakepush/wakepush/services/ingest/internal/testenv"
+	"github.com/wakepush/wakepush/services/internal/config"
+)
+
+// TestConfigValidation: every problem is reported at once, with the variable's name, and no
+// secret appears in the message.
+func TestConfigValidation(t *testing.T) {
+	t.Setenv("WAKEPUSH_APPS_FILE", "/nonexistent/apps.yaml")
+	t.Setenv("WAKEPUSH_NODE_KEYS", "k1:c2hvcnQ=")
+	t.Setenv("WAKEPUSH_DEVICE_ID_KEY", "")
+	t.Setenv("WAKEPUSH_INGEST_EVENT_TOKENS", "acme:tiny")
+	t.Setenv("WAKEPUSH_COMPONENT_ADDR", "127.0.0.1:5347")
+	t.Setenv("WAKEPUSH_COMPONENT_JID", "")
+	t.Setenv("WAKEPUSH_COMPONENT_SECRET", "")
+	t.Setenv("WAKEPUSH_INGEST_PRODUCE_TIMEOUT", "soon")
+	err := run(context.Background(), nil)
+	if err == nil {
+		t.Fatal("invalid configuration accepted")
+	}
+	for _, want := range []string{
+		"WAKEPUSH_INGEST_PRODUCE_TIMEOUT",
+		"WAKEPUSH_APPS_FILE",
+		"WAKEPUSH_DEVICE_ID_KEY",
+		`node key "k1" is 5 bytes, need at least 32`,
+		"WAKEPUSH_INGEST_EVENT_TOKENS",
+		"WAKEPUSH_COMPONENT_JID is required",
+		"WAKEPUSH_COMPONENT_SECRET is required",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+	if strings.Contains(err.Error(), "tiny") {
+		t.Errorf("error leaks a token: %v", err)
+	}
+}
+
+func TestConfigValid(t *testing.T) {
+	t.Setenv("WAKEPUSH_APPS_FILE", testenv.AppsFile(t))
+	t.Setenv("WAKEPUSH_NODE_KEYS", testenv.NodeKeys)
+	t.Setenv("WAKEPUSH_DEVICE_ID_KEY", testenv.DeviceIDKey)
+	t.Setenv("WAKEPUSH_INGEST_EVENT_TOKENS", "acme:0123456789abcdef")
+	t.Setenv("WAKEPUSH_COMPONENT_ADDR", "")
+	t.Setenv("WAKEPUSH_COMPONENT_JID", "push.example.org")
+	var c settings
+	s := newSet(&c)
+	if err := s.Parse(nil); err != nil {
+		t.Fatal(err)
+	}
+	var chk checkT
+	l := c.load(&chk)
+	if err := chk.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if l.Component != nil || l.Tenants.Len() != 1 || l.Keys.CurrentKeyID() != "t1" || len(l.Apps.All()) != 2 {
+		t.Fatalf("loaded %+v", l)
+	}
+}
+
+type checkT = config.Check
+
+func newSet(c *settings) *config.Set {
+	s := config.New("ingest-test")
+	c.register(s)
+	return s
+}

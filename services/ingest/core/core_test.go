@@ -1,0 +1,217 @@
+package core_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+
+	wakepushv1 "github.com/wakepush/wakepush/schemas/gen/wakepushv1"
+	"github.com/wakepush/wakepush/schemas/topics"
+	"github.com/wakepush/wakepush/services/ingest/core"
+	"github.com/wakepush/wakepush/services/ingest/devices"
+	"github.com/wakepush/wakepush/services/ingest/internal/testenv"
+	"github.com/wakepush/wakepush/services/internal/apps"
+)
+
+func newCore(t *testing.T, p *testenv.Producer, a *apps.Set) (*core.Ingester, *devices.Set) {
+	t.Helper()
+	if a == nil {
+		a = testenv.Apps(t)
+	}
+	devs := devices.New()
+	in, err := core.New(core.Config{Apps: a, Keys: testenv.Keys(t), Producer: p, Devices: devs,
+		ComponentJID: "push.example.org", ProduceTimeout: time.Second,
+		Now: func() time.Time { return time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return in, devs
+}
+
+func TestRegisterPublishUnregister(t *testing.T) {
+	p := &testenv.Producer{}
+	in, devs := newCore(t, p, nil)
+	ctx := context.Background()
+
+	reg, err := in.Register(ctx, core.RegisterRequest{App: testenv.IOSApp, Token: testenv.APNsToken, Environment: "sandbox",
+		Source: wakepushv1.RegistrationSource_REGISTRATION_SOURCE_HTTP_API})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if reg.JID != "push.example.org" || reg.DeviceID == "" || reg.Secret == "" {
+		t.Fatalf("registration %+v", reg)
+	}
+	again, err := in.Register(ctx, core.RegisterRequest{App: testenv.IOSApp, Token: "  " + strings.ToUpper(testenv.APNsToken),
+		Source: wakepushv1.RegistrationSource_REGISTRATION_SOURCE_HTTP_API})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.DeviceID != reg.DeviceID || again.Node != reg.Node || again.Secret != reg.Secret {
+		t.Fatalf("the same token (other case) registered as %+v, first %+v", again, reg)
+	}
+	recs := p.Records()
+	if len(recs) != 2 || recs[0].Topic != topics.Registrations || recs[0].Key != reg.DeviceID {
+		t.Fatalf("records %+v", recs)
+	}
+	r := recs[0].Msg.(*wakepushv1.Registration)
+	if r.State != wakepushv1.RegistrationState_REGISTRATION_STATE_ACTIVE || r.Token != testenv.APNsToken ||
+		r.Environment != wakepushv1.Environment_ENVIRONMENT_SANDBOX || r.Platform != wakepushv1.Platform_PLATFORM_APNS ||
+		r.Id == "" || r.CreatedAt == nil || r.RegisteredAt == nil {
+		t.Fatalf("registration record %v", r)
+	}
+
+	// Publish with a span in ctx: the record's context carries it (the producer span's parent).
+	exp := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
+	sctx, span := tp.Tracer("test").Start(ctx, "publish", trace.WithSpanKind(trace.SpanKindServer))
+	id, err := in.Publish(sctx, core.Event{Node: reg.Node, Secret: reg.Secret, Source: wakepushv1.EventSource_EVENT_SOURCE_XMPP_COMPONENT,
+		Sender: "example.com", Important: true, MessageCount: 1})
+	span.End()
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs = p.Records()
+	ev := recs[2].Msg.(*wakepushv1.PushEvent)
+	if recs[2].Topic != topics.Events || recs[2].Key != reg.DeviceID || ev.Id != id || ev.DeviceId != reg.DeviceID ||
+		ev.App != testenv.IOSApp || ev.Sender != "example.com" || !ev.Important || ev.MessageCount != 1 || ev.Node != reg.Node ||
+		ev.Source != wakepushv1.EventSource_EVENT_SOURCE_XMPP_COMPONENT || ev.AcceptedAt.AsTime().Year() != 2025 {
+		t.Fatalf("event %v", ev)
+	}
+	if got := trace.SpanContextFromContext(recs[2].Ctx); got.SpanID() != span.SpanContext().SpanID() {
+		t.Fatal("the record's context does not carry the publish span")
+	}
+
+	// Unregister: publishes are refused as gone at once (before the topic is read back).
+	if _, err := in.Unregister(ctx, reg.Node, reg.Secret, "client", wakepushv1.RegistrationSource_REGISTRATION_SOURCE_HTTP_API); err != nil {
+		t.Fatal(err)
+	}
+	if !devs.Unregistered(reg.DeviceID) {
+		t.Fatal("device not marked unregistered")
+	}
+	u := p.Records()[3].Msg.(*wakepushv1.Registration)
+	if u.State != wakepushv1.RegistrationState_REGISTRATION_STATE_UNREGISTERED || u.Reason != "client" || u.Token != "" {
+		t.Fatalf("unregistration %v", u)
+	}
+	if _, err := in.Publish(ctx, core.Event{Node: reg.Node, Secret: reg.Secret}); core.CodeOf(err) != core.CodeGone {
+		t.Fatalf("publish after unregister: %v", err)
+	}
+	// Registering again re-activates.
+	if _, err := in.Register(ctx, core.RegisterRequest{App: testenv.IOSApp, Token: testenv.APNsToken}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := in.Publish(ctx, core.Event{Node: reg.Node, Secret: reg.Secret}); err != nil {
+		t.Fatalf("publish after re-registration: %v", err)
+	}
+}
+
+func TestErrors(t *testing.T) {
+	p := &testenv.Producer{}
+	in, _ := newCore(t, p, nil)
+	ctx := context.Background()
+	reg, err := in.Register(ctx, core.RegisterRequest{App: testenv.AndroidApp, Token: "fcm-token:APA91bHPRgkF3JUikC4ENAH"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := testenv.Keys(t).Register("unknown.app", "fcm", "fcm-token:APA91bHPRgkF3JUikC4ENAH")
+
+	tests := []struct {
+		name string
+		fn   func() error
+		want core.Code
+	}{
+		{"register unknown app", func() error {
+			_, err := in.Register(ctx, core.RegisterRequest{App: "nope", Token: testenv.APNsToken})
+			return err
+		}, core.CodeUnknownApp},
+		{"register bad token", func() error {
+			_, err := in.Register(ctx, core.RegisterRequest{App: testenv.IOSApp, Token: "xyz"})
+			return err
+		}, core.CodeMalformed},
+		{"register sandbox for fcm", func() error {
+			_, err := in.Register(ctx, core.RegisterRequest{App: testenv.AndroidApp, Token: "fcm-token:APA91bHPRgkF3JUikC4ENAH", Environment: "sandbox"})
+			return err
+		}, core.CodeMalformed},
+		{"register bad environment", func() error {
+			_, err := in.Register(ctx, core.RegisterRequest{App: testenv.IOSApp, Token: testenv.APNsToken, Environment: "staging"})
+			return err
+		}, core.CodeMalformed},
+		{"publish wrong secret", func() error {
+			_, err := in.Publish(ctx, core.Event{Node: reg.Node, Secret: "x" + reg.Secret[1:]})
+			return err
+		}, core.CodeNotAuthorized},
+		{"publish no secret", func() error {
+			_, err := in.Publish(ctx, core.Event{Node: reg.Node})
+			return err
+		}, core.CodeNotAuthorized},
+		{"publish foreign node", func() error {
+			_, err := in.Publish(ctx, core.Event{Node: testenv.APNsToken, Secret: "x"})
+			return err
+		}, core.CodeUnknownNode},
+		{"publish empty node", func() error {
+			_, err := in.Publish(ctx, core.Event{})
+			return err
+		}, core.CodeMalformed},
+		{"publish unknown kid", func() error {
+			_, err := in.Publish(ctx, core.Event{Node: "v1.gone" + reg.Node[4:], Secret: reg.Secret})
+			return err
+		}, core.CodeNotAuthorized},
+		{"publish app no longer served", func() error {
+			_, err := in.Publish(ctx, core.Event{Node: other.Node, Secret: other.Secret})
+			return err
+		}, core.CodeUnknownApp},
+		{"receipt without wake id", func() error {
+			_, err := in.Receipt(ctx, reg.Node, reg.Secret, "", time.Time{})
+			return err
+		}, core.CodeMalformed},
+		{"receipt wrong secret", func() error {
+			_, err := in.Receipt(ctx, reg.Node, "nope", "w1", time.Time{})
+			return err
+		}, core.CodeNotAuthorized},
+		{"unregister wrong secret", func() error {
+			_, err := in.Unregister(ctx, reg.Node, "nope", "client", 0)
+			return err
+		}, core.CodeNotAuthorized},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := core.CodeOf(tt.fn()); got != tt.want {
+				t.Fatalf("code %s, want %s", got, tt.want)
+			}
+		})
+	}
+	if n := len(p.Records()); n != 1 {
+		t.Fatalf("failed requests produced records: %d", n)
+	}
+}
+
+func TestKafkaFailure(t *testing.T) {
+	p := &testenv.Producer{}
+	in, _ := newCore(t, p, nil)
+	ctx := context.Background()
+	reg, err := in.Register(ctx, core.RegisterRequest{App: testenv.IOSApp, Token: testenv.APNsToken})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.SetErr(testenv.ErrKafkaDown)
+	_, err = in.Publish(ctx, core.Event{Node: reg.Node, Secret: reg.Secret})
+	if core.CodeOf(err) != core.CodeUnavailable || !errors.Is(err, testenv.ErrKafkaDown) {
+		t.Fatalf("publish with Kafka down: %v", err)
+	}
+	if _, err := in.Register(ctx, core.RegisterRequest{App: testenv.IOSApp, Token: testenv.APNsToken}); core.CodeOf(err) != core.CodeUnavailable {
+		t.Fatalf("register with Kafka down: %v", err)
+	}
+	// A producer that never acknowledges: the produce timeout (1s) answers unavailable.
+	p.SetErr(nil)
+	p.SetGate(make(chan struct{}))
+	start := time.Now()
+	_, err = in.Receipt(ctx, reg.Node, reg.Secret, "w1", time.Now())
+	if core.CodeOf(err) != core.CodeUnavailable || time.Since(start) > 5*time.Second {
+		t.Fatalf("receipt with a hung producer: %v after %s", err, time.Since(start))
+	}
+}

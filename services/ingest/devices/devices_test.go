@@ -1,0 +1,122 @@
+package devices_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	wakepushv1 "github.com/wakepush/wakepush/schemas/gen/wakepushv1"
+	"github.com/wakepush/wakepush/schemas/topics"
+	"github.com/wakepush/wakepush/services/ingest/devices"
+	"github.com/wakepush/wakepush/services/ingest/internal/testenv"
+	"github.com/wakepush/wakepush/services/internal/kafkax"
+)
+
+func reg(id string, state wakepushv1.RegistrationState) kafkax.Record {
+	return kafkax.Record{Ctx: context.Background(), Topic: topics.Registrations, Key: id,
+		Msg: &wakepushv1.Registration{Id: id + "-" + state.String(), DeviceId: id, State: state}}
+}
+
+const (
+	active   = wakepushv1.RegistrationState_REGISTRATION_STATE_ACTIVE
+	inactive = wakepushv1.RegistrationState_REGISTRATION_STATE_UNREGISTERED
+)
+
+func id(n byte) string {
+	b := []byte("0123456789abcdef0123456789abcde0")
+	b[31] = "0123456789abcdef"[n]
+	return string(b)
+}
+
+func TestSetFromKafka(t *testing.T) {
+	cfg := testenv.Kafka(t)
+	prod, err := kafkax.NewProducer(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	ctx := context.Background()
+	// Before the set starts: 1 unregistered; 2 unregistered then active again; 3 active; 4
+	// unregistered then deleted (tombstone); 5 unregistered.
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(prod.Produce(ctx, reg(id(1), active), reg(id(1), inactive), reg(id(2), inactive), reg(id(2), active),
+		reg(id(3), active), reg(id(4), inactive), reg(id(5), inactive)))
+	w := &kafka.Writer{Addr: kafka.TCP(cfg.Brokers...), Balancer: &kafka.Murmur2Balancer{}, RequiredAcks: kafka.RequireAll}
+	must(w.WriteMessages(ctx, kafka.Message{Topic: topics.Registrations, Key: []byte(id(4)), Value: nil}))
+	w.Close()
+
+	set := devices.New()
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- set.Run(rctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil))) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	select {
+	case <-set.CaughtUp():
+	case <-time.After(20 * time.Second):
+		t.Fatal("not caught up")
+	}
+	for n, want := range map[byte]bool{1: true, 2: false, 3: false, 4: false, 5: true, 6: false} {
+		if got := set.Unregistered(id(n)); got != want {
+			t.Errorf("device %d: unregistered %v, want %v", n, got, want)
+		}
+	}
+	if set.Len() != 2 {
+		t.Fatalf("Len %d", set.Len())
+	}
+	// Later records are applied as they come.
+	must(prod.Produce(ctx, reg(id(6), inactive), reg(id(5), active)))
+	deadline := time.Now().Add(10 * time.Second)
+	for !set.Unregistered(id(6)) || set.Unregistered(id(5)) {
+		if time.Now().After(deadline) {
+			t.Fatal("later records not applied")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// Garbage ids are ignored.
+	if set.Unregistered("not-a-device") {
+		t.Fatal("garbage id")
+	}
+}
+
+func TestEmptyTopicIsCaughtUp(t *testing.T) {
+	cfg := testenv.Kafka(t)
+	set := devices.New()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- set.Run(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil))) }()
+	select {
+	case <-set.CaughtUp():
+	case <-time.After(10 * time.Second):
+		t.Fatal("an empty topic is not caught up")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestApply(t *testing.T) {
+	set := devices.New()
+	set.Apply(&wakepushv1.Registration{DeviceId: id(1), State: inactive})
+	if !set.Unregistered(id(1)) {
+		t.Fatal("not unregistered")
+	}
+	set.Apply(&wakepushv1.Registration{DeviceId: id(1), State: active})
+	if set.Unregistered(id(1)) {
+		t.Fatal("still unregistered")
+	}
+}

@@ -1,0 +1,314 @@
+// Package identity derives wakepush's device ids, nodes and node secrets (DESIGN §3) without any
+// lookup:
+//
+//   - device_id = lowercase hex of the first 16 bytes of
+//     HMAC-SHA256(deviceKey, app + "\x00" + platform + "\x00" + token). The same token always yields
+//     the same id, whichever convention registered it, so several accounts on one phone are one
+//     device. The device key must never change: changing it changes every device id.
+//   - node = "v1.<kid>.<device_id>.<app>": ingest finds the device and the key in the node itself.
+//     The app may contain dots; kid and device_id never do. No token appears in a node.
+//   - secret = the first 32 characters of base64url (no padding) of HMAC-SHA256(nodeKey[kid], node),
+//     compared in constant time. Node keys rotate: the first key is used for new registrations,
+//     every configured key verifies, so old nodes keep working until their key is removed.
+package identity
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// MinKeyLen is the minimum length of every key in bytes (the HMAC-SHA256 block of security).
+const MinKeyLen = 32
+
+// Version is the node scheme version, the node's first dot-separated part.
+const Version = "v1"
+
+// SecretLen is the length of a node secret in characters (192 bits of the HMAC).
+const SecretLen = 32
+
+// DeviceIDLen is the length of a device id in hex characters.
+const DeviceIDLen = 32
+
+// maxKidLen bounds key ids so that nodes stay short.
+const maxKidLen = 16
+
+// Errors returned by Verify. ErrMalformedNode means the node is not of this scheme at all
+// (another convention or garbage); ErrUnknownKey and ErrBadSecret mean it is ours but the caller
+// is not authorized.
+var (
+	ErrMalformedNode = errors.New("identity: node is not a wakepush v1 node")
+	ErrUnknownKey    = errors.New("identity: node key id is not configured")
+	ErrBadSecret     = errors.New("identity: wrong node secret")
+)
+
+// NodeKey is one node-signing key.
+type NodeKey struct {
+	ID  string
+	Key []byte
+}
+
+// Keys is the configured key material. Build it with New or FromEnv.
+type Keys struct {
+	device  []byte
+	current NodeKey
+	byID    map[string][]byte
+}
+
+// New validates the keys; nodeKeys[0] is the current key.
+func New(deviceKey []byte, nodeKeys []NodeKey) (*Keys, error) {
+	var errs []error
+	if len(deviceKey) < MinKeyLen {
+		errs = append(errs, fmt.Errorf("device id key is %d bytes, need at least %d", len(deviceKey), MinKeyLen))
+	}
+	if len(nodeKeys) == 0 {
+		errs = append(errs, errors.New("at least one node key is required"))
+	}
+	k := &Keys{device: append([]byte(nil), deviceKey...), byID: make(map[string][]byte, len(nodeKeys))}
+	for i, nk := range nodeKeys {
+		if err := validKid(nk.ID); err != nil {
+			errs = append(errs, fmt.Errorf("node key #%d: %w", i+1, err))
+			continue
+		}
+		if len(nk.Key) < MinKeyLen {
+			errs = append(errs, fmt.Errorf("node key %q is %d bytes, need at least %d", nk.ID, len(nk.Key), MinKeyLen))
+			continue
+		}
+		if _, dup := k.byID[nk.ID]; dup {
+			errs = append(errs, fmt.Errorf("node key id %q is listed twice", nk.ID))
+			continue
+		}
+		k.byID[nk.ID] = append([]byte(nil), nk.Key...)
+		if i == 0 {
+			k.current = NodeKey{ID: nk.ID, Key: k.byID[nk.ID]}
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+// FromEnv parses the environment formats: deviceKey is base64 (standard or URL alphabet, padding
+// optional); nodeKeys is "kid:base64key[,kid:base64key…]", the first being current. deviceVar and
+// nodeVar name the variables in errors.
+func FromEnv(deviceVar, deviceKey, nodeVar, nodeKeys string) (*Keys, error) {
+	var errs []error
+	dk, err := decodeKey(deviceKey)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("%s: %w", deviceVar, err))
+	} else if len(dk) < MinKeyLen {
+		errs = append(errs, fmt.Errorf("%s: key is %d bytes, need at least %d (e.g. `openssl rand -base64 32`)", deviceVar, len(dk), MinKeyLen))
+	}
+	var nks []NodeKey
+	if strings.TrimSpace(nodeKeys) == "" {
+		errs = append(errs, fmt.Errorf("%s: at least one kid:base64key is required", nodeVar))
+	}
+	for _, item := range strings.Split(nodeKeys, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		kid, b64, ok := strings.Cut(item, ":")
+		if !ok {
+			errs = append(errs, fmt.Errorf("%s: entry %q is not kid:base64key", nodeVar, redact(item)))
+			continue
+		}
+		key, err := decodeKey(b64)
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("%s: key %q: %w", nodeVar, kid, err))
+		case validKid(kid) != nil:
+			errs = append(errs, fmt.Errorf("%s: %w", nodeVar, validKid(kid)))
+		case len(key) < MinKeyLen:
+			errs = append(errs, fmt.Errorf("%s: node key %q is %d bytes, need at least %d", nodeVar, kid, len(key), MinKeyLen))
+		default:
+			nks = append(nks, NodeKey{ID: kid, Key: key})
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	k, err := New(dk, nks)
+	if err != nil {
+		return nil, fmt.Errorf("%s/%s: %w", deviceVar, nodeVar, err)
+	}
+	return k, nil
+}
+
+// redact keeps only a recognisable prefix of a malformed entry, which may contain key material.
+func redact(s string) string {
+	if len(s) > 4 {
+		return s[:4] + "…"
+	}
+	return s
+}
+
+func decodeKey(s string) ([]byte, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return nil, errors.New("empty key")
+	}
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
+		if b, err := enc.DecodeString(s); err == nil {
+			return b, nil
+		}
+	}
+	return nil, errors.New("not valid base64")
+}
+
+func validKid(kid string) error {
+	if kid == "" || len(kid) > maxKidLen {
+		return fmt.Errorf("key id %q: want 1 to %d characters", kid, maxKidLen)
+	}
+	for _, r := range kid {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return fmt.Errorf("key id %q: only letters, digits, '-' and '_' are allowed", kid)
+		}
+	}
+	return nil
+}
+
+// CurrentKeyID is the id of the key that signs new nodes.
+func (k *Keys) CurrentKeyID() string { return k.current.ID }
+
+// DeviceID returns the device id of (app, platform, token). The token must already be normalized
+// (NormalizeToken) so that every convention derives the same id.
+func (k *Keys) DeviceID(app, platform, token string) string {
+	m := hmac.New(sha256.New, k.device)
+	m.Write([]byte(app))
+	m.Write([]byte{0})
+	m.Write([]byte(platform))
+	m.Write([]byte{0})
+	m.Write([]byte(token))
+	return hex.EncodeToString(m.Sum(nil)[:DeviceIDLen/2])
+}
+
+// Node is a parsed node.
+type Node struct {
+	KeyID    string
+	DeviceID string
+	App      string
+}
+
+// String formats the node.
+func (n Node) String() string {
+	return Version + "." + n.KeyID + "." + n.DeviceID + "." + n.App
+}
+
+// ParseNode parses a node of this scheme. It checks the format only, not the secret.
+func ParseNode(node string) (Node, error) {
+	parts := strings.SplitN(node, ".", 4)
+	if len(parts) != 4 || parts[0] != Version {
+		return Node{}, ErrMalformedNode
+	}
+	n := Node{KeyID: parts[1], DeviceID: parts[2], App: parts[3]}
+	if validKid(n.KeyID) != nil || !ValidDeviceID(n.DeviceID) || n.App == "" || len(n.App) > 255 {
+		return Node{}, ErrMalformedNode
+	}
+	return n, nil
+}
+
+// ValidDeviceID reports whether id has the form of a device id (32 lowercase hex characters).
+func ValidDeviceID(id string) bool {
+	if len(id) != DeviceIDLen {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// Registration is what a client gets for a device.
+type Registration struct {
+	DeviceID string
+	Node     string
+	Secret   string
+}
+
+// Register returns the device id, node (signed with the current key) and secret of
+// (app, platform, token). The token must be normalized.
+func (k *Keys) Register(app, platform, token string) Registration {
+	id := k.DeviceID(app, platform, token)
+	node := Node{KeyID: k.current.ID, DeviceID: id, App: app}.String()
+	return Registration{DeviceID: id, Node: node, Secret: secret(k.current.Key, node)}
+}
+
+// Secret returns the secret of a node signed with key kid (ErrUnknownKey if kid is not
+// configured). Used by conventions that hand out nodes for existing devices.
+func (k *Keys) Secret(node Node) (string, error) {
+	key, ok := k.byID[node.KeyID]
+	if !ok {
+		return "", ErrUnknownKey
+	}
+	return secret(key, node.String()), nil
+}
+
+func secret(key []byte, node string) string {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(node))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))[:SecretLen]
+}
+
+// Verify parses node and checks secret against it in constant time. It returns the parsed node,
+// or ErrMalformedNode, ErrUnknownKey or ErrBadSecret.
+func (k *Keys) Verify(node, sec string) (Node, error) {
+	n, err := ParseNode(node)
+	if err != nil {
+		return Node{}, err
+	}
+	key, ok := k.byID[n.KeyID]
+	if !ok {
+		return Node{}, ErrUnknownKey
+	}
+	want := secret(key, node)
+	if subtle.ConstantTimeCompare([]byte(want), []byte(sec)) != 1 {
+		return Node{}, ErrBadSecret
+	}
+	return n, nil
+}
+
+// Token validation errors.
+var ErrBadToken = errors.New("identity: invalid provider token")
+
+// NormalizeToken validates a provider token for platform ("apns" or "fcm") and returns its
+// canonical form: APNs tokens are hex and compared case-insensitively (lowercased); FCM tokens are
+// kept verbatim. Every registration convention normalizes before DeviceID.
+func NormalizeToken(platform, token string) (string, error) {
+	token = strings.TrimSpace(token)
+	switch platform {
+	case "apns":
+		// Device tokens are 32 bytes today; Apple says their length may change, so accept 8–255.
+		if len(token) < 16 || len(token) > 510 || len(token)%2 != 0 {
+			return "", fmt.Errorf("%w: an APNs token is an even number of hex digits (usually 64)", ErrBadToken)
+		}
+		token = strings.ToLower(token)
+		for i := 0; i < len(token); i++ {
+			c := token[i]
+			if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+				return "", fmt.Errorf("%w: an APNs token is hex digits only", ErrBadToken)
+			}
+		}
+		return token, nil
+	case "fcm":
+		if len(token) < 16 || len(token) > 4096 {
+			return "", fmt.Errorf("%w: an FCM token is 16 to 4096 characters", ErrBadToken)
+		}
+		for i := 0; i < len(token); i++ {
+			if c := token[i]; c <= ' ' || c >= 0x7f {
+				return "", fmt.Errorf("%w: an FCM token is printable ASCII without spaces", ErrBadToken)
+			}
+		}
+		return token, nil
+	}
+	return "", fmt.Errorf("%w: unknown platform %q", ErrBadToken, platform)
+}

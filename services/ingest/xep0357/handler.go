@@ -1,0 +1,94 @@
+package xep0357
+
+import (
+	"context"
+	"errors"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	wakepushv1 "github.com/wakepush/wakepush/schemas/gen/wakepushv1"
+	"github.com/wakepush/wakepush/services/ingest/core"
+	"github.com/wakepush/wakepush/services/ingest/xmpp"
+)
+
+// Publisher is the part of the core a publish needs (core.Ingester).
+type Publisher interface {
+	Publish(ctx context.Context, ev core.Event) (string, error)
+	Metrics() *core.Metrics
+}
+
+// Handler answers publish IQs.
+type Handler struct {
+	core   Publisher
+	tracer trace.Tracer
+}
+
+// NewHandler returns a publish handler over the core.
+func NewHandler(c Publisher) *Handler {
+	return &Handler{core: c, tracer: otel.Tracer("github.com/wakepush/wakepush/services/ingest/xep0357")}
+}
+
+// ErrorFor maps a core outcome to the IQ error servers need (README.md "IQ answers"):
+// transient failures are type wait (Prosody does not count them, ejabberd keeps the
+// registration); only a dead registration is cancel/item-not-found.
+func ErrorFor(err error) *xmpp.StanzaError {
+	if err == nil {
+		return nil
+	}
+	var ce *core.Error
+	detail := ""
+	if errors.As(err, &ce) {
+		detail = ce.Detail
+	}
+	switch core.CodeOf(err) {
+	case core.CodeMalformed:
+		return xmpp.NewError(xmpp.ErrorModify, xmpp.BadRequest, detail)
+	case core.CodeNotAuthorized:
+		return xmpp.NewError(xmpp.ErrorAuth, xmpp.NotAuthorized, detail)
+	case core.CodeUnknownNode, core.CodeUnknownApp, core.CodeGone:
+		return xmpp.NewError(xmpp.ErrorCancel, xmpp.ItemNotFound, detail)
+	case core.CodeOverloaded, core.CodeShuttingDown:
+		return xmpp.NewError(xmpp.ErrorWait, xmpp.ResourceConstraint, detail)
+	default: // CodeUnavailable and anything unexpected: ours, transient
+		return xmpp.NewError(xmpp.ErrorWait, xmpp.InternalServerError, "the event store is unavailable, retry later")
+	}
+}
+
+// HandlePublish is a component.Handler for <iq type='set'><pubsub xmlns='…pubsub'><publish/>…
+// It records the event (acks=all) before answering.
+func (h *Handler) HandlePublish(ctx context.Context, iq xmpp.IQ) (string, *xmpp.StanzaError) {
+	sender := xmpp.Domain(iq.From)
+	ctx, span := h.tracer.Start(ctx, "xep0357 publish", trace.WithSpanKind(trace.SpanKindServer),
+		trace.WithAttributes(attribute.String("xmpp.from_domain", sender), attribute.String("xmpp.to", iq.To)))
+	defer span.End()
+
+	p, err := ParsePublish(iq.Payload)
+	if err != nil {
+		h.core.Metrics().Publish(ctx, core.SourceName(wakepushv1.EventSource_EVENT_SOURCE_XMPP_COMPONENT), core.CodeMalformed)
+		span.SetAttributes(attribute.String("wakepush.outcome", string(core.CodeMalformed)))
+		return "", xmpp.NewError(xmpp.ErrorModify, xmpp.BadRequest, err.Error())
+	}
+	span.SetAttributes(attribute.Bool("wakepush.important", p.Summary.Important), attribute.Bool("wakepush.urgent", p.Urgent))
+	_, err = h.core.Publish(ctx, core.Event{
+		Node:                     p.Node,
+		Secret:                   p.Secret,
+		Source:                   wakepushv1.EventSource_EVENT_SOURCE_XMPP_COMPONENT,
+		Sender:                   sender,
+		Urgent:                   p.Urgent,
+		Important:                p.Summary.Important,
+		MessageCount:             p.Summary.MessageCount,
+		PendingSubscriptionCount: p.Summary.PendingSubscriptionCount,
+	})
+	if serr := ErrorFor(err); serr != nil {
+		if serr.Type == xmpp.ErrorWait {
+			span.RecordError(err)
+			span.SetStatus(codes.Error, serr.Condition)
+		}
+		span.SetAttributes(attribute.String("xmpp.error.type", serr.Type), attribute.String("xmpp.error.condition", serr.Condition))
+		return "", serr
+	}
+	return "", nil
+}
