@@ -63,7 +63,9 @@ require (
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20260928230214-8a89bd6388cc // indirect
 	google.golang.org/grpc v1.83.2 // indirect
 	mellium.im/reader v0.1.0 // indirect
+	mellium.im/sasl v0.3.2 // indirect
 	mellium.im/xmlstream v0.15.4 // indirect
+	mellium.im/xmpp v0.22.0 // indirect
 )
 
 replace github.com/wakepush/wakepush/schemas => ../schemas
@@ -76,8 +78,6 @@ require (
 	github.com/wakepush/wakepush/loadtest v0.0.0
 	go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp v0.72.0
 	golang.org/x/net v0.62.0
-	mellium.im/sasl v0.3.2
-	mellium.im/xmpp v0.22.0
 )
 
 replace github.com/wakepush/wakepush/deploy/local => ../deploy/local

@@ -4,20 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"encoding/xml"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
-	"mellium.im/sasl"
-	mxmpp "mellium.im/xmpp"
-	"mellium.im/xmpp/jid"
-	"mellium.im/xmpp/stanza"
 
 	"github.com/wakepush/wakepush/deploy/local/prosody"
 	"github.com/wakepush/wakepush/deploy/local/stacktest"
@@ -30,119 +24,6 @@ import (
 )
 
 func TestMain(m *testing.M) { stacktest.Main(m) }
-
-// client is a real XMPP client (mellium) logged in to Prosody over plain c2s.
-type client struct {
-	t    *testing.T
-	sess *mxmpp.Session
-	conn net.Conn
-	done chan error
-}
-
-func login(t *testing.T, srv *prosody.Server, user, password string) *client {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	addr := jid.MustParse(srv.JID(user) + "/test")
-	conn, err := net.DialTimeout("tcp", srv.C2SAddr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The connection is plain TCP on loopback: tell the negotiator it is secure so that SASL
-	// PLAIN is attempted (Prosody allows it here: allow_unencrypted_plain_auth).
-	sess, err := mxmpp.NewSession(ctx, addr.Domain(), addr, conn, mxmpp.Secure, mxmpp.NewNegotiator(
-		func(*mxmpp.Session, *mxmpp.StreamConfig) mxmpp.StreamConfig {
-			return mxmpp.StreamConfig{Features: []mxmpp.StreamFeature{mxmpp.SASL("", password, sasl.Plain), mxmpp.BindResource()}}
-		}))
-	if err != nil {
-		conn.Close()
-		t.Fatalf("login %s: %v", user, err)
-	}
-	c := &client{t: t, sess: sess, conn: conn, done: make(chan error, 1)}
-	go func() { c.done <- sess.Serve(nil) }()
-	t.Cleanup(c.close)
-	return c
-}
-
-// rawTokens turns XML text into tokens for mellium (namespace declarations are re-derived
-// from the element names).
-type rawTokens struct{ d *xml.Decoder }
-
-func raw(s string) xml.TokenReader { return rawTokens{xml.NewDecoder(strings.NewReader(s))} }
-
-func (r rawTokens) Token() (xml.Token, error) {
-	tok, err := r.d.Token()
-	if se, ok := tok.(xml.StartElement); ok {
-		attrs := se.Attr[:0]
-		for _, a := range se.Attr {
-			if a.Name.Space != "xmlns" && a.Name.Local != "xmlns" {
-				attrs = append(attrs, a)
-			}
-		}
-		se.Attr = attrs
-		return se, err
-	}
-	return tok, err
-}
-
-// iq sends an IQ set with payload and returns the answer's type.
-func (c *client) iq(payload string) string {
-	c.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	resp, err := c.sess.SendIQElement(ctx, raw(payload), stanza.IQ{Type: stanza.SetIQ})
-	if err != nil {
-		c.t.Fatalf("IQ: %v", err)
-	}
-	defer resp.Close()
-	tok, err := resp.Token()
-	if err != nil {
-		c.t.Fatalf("IQ answer: %v", err)
-	}
-	for _, a := range tok.(xml.StartElement).Attr {
-		if a.Name.Local == "type" {
-			return a.Value
-		}
-	}
-	return ""
-}
-
-// enablePush sends the XEP-0357 enable for the App Server jid and node, with the secret in the
-// publish-options form.
-func (c *client) enablePush(appServer, node, secret string) {
-	c.t.Helper()
-	payload := `<enable xmlns='urn:xmpp:push:0' jid='` + appServer + `' node='` + node + `'>` +
-		`<x xmlns='jabber:x:data' type='submit'>` +
-		`<field var='FORM_TYPE'><value>http://jabber.org/protocol/pubsub#publish-options</value></field>` +
-		`<field var='secret'><value>` + secret + `</value></field></x></enable>`
-	if typ := c.iq(payload); typ != "result" {
-		c.t.Fatalf("push enable answered %q", typ)
-	}
-}
-
-func (c *client) message(to, body string) {
-	c.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	err := c.sess.Send(ctx, raw(`<message xmlns='jabber:client' to='`+to+`' type='chat' id='m`+time.Now().Format("150405.000000000")+`'><body>`+body+`</body></message>`))
-	if err != nil {
-		c.t.Fatalf("send message: %v", err)
-	}
-}
-
-// close ends the session cleanly: the user goes offline.
-func (c *client) close() {
-	if c.sess == nil {
-		return
-	}
-	c.sess.Close()
-	select {
-	case <-c.done:
-	case <-time.After(5 * time.Second):
-	}
-	c.conn.Close()
-	c.sess = nil
-}
 
 func postJSON(t *testing.T, url string, body any) (int, map[string]any) {
 	t.Helper()
@@ -197,13 +78,13 @@ func TestProsodyEndToEnd(t *testing.T) {
 	}
 	node, secret, deviceID := reg["node"].(string), reg["secret"].(string), reg["device_id"].(string)
 
-	alice := login(t, srv, "alice", "alice-pw")
-	alice.enablePush(srv.ComponentJID, node, secret)
-	alice.close() // offline: messages go to offline storage, and mod_cloud_notify publishes
-	bob := login(t, srv, "bob", "bob-pw")
+	alice := srv.Login(t, "alice", "alice-pw")
+	alice.EnablePush(srv.ComponentJID, node, secret)
+	alice.Close() // offline: messages go to offline storage, and mod_cloud_notify publishes
+	bob := srv.Login(t, "bob", "bob-pw")
 
 	const body = "the body must never leave prosody"
-	bob.message(srv.JID("alice"), body)
+	bob.Message(srv.JID("alice"), body)
 	events := testenv.Find(t, kcfg, topics.Events, 20*time.Second, func() *wakepushv1.PushEvent { return &wakepushv1.PushEvent{} },
 		func(e *wakepushv1.PushEvent) bool { return e.DeviceId == deviceID })
 	if len(events) != 1 {
@@ -222,10 +103,10 @@ func TestProsodyEndToEnd(t *testing.T) {
 	srv.WaitLog("Sending important push notification for alice@localhost to push.localhost", 5*time.Second)
 
 	// A wrong secret: ingest answers auth/not-authorized, which Prosody counts.
-	carol := login(t, srv, "carol", "carol-pw")
-	carol.enablePush(srv.ComponentJID, node, "not-the-secret")
-	carol.close()
-	bob.message(srv.JID("carol"), "hello carol")
+	carol := srv.Login(t, "carol", "carol-pw")
+	carol.EnablePush(srv.ComponentJID, node, "not-the-secret")
+	carol.Close()
+	bob.Message(srv.JID("carol"), "hello carol")
 	srv.WaitLog("Got error <auth:not-authorized:wrong secret for node>", 15*time.Second)
 	srv.WaitLog("error count for this identifier is now at 1", 5*time.Second)
 
@@ -233,7 +114,7 @@ func TestProsodyEndToEnd(t *testing.T) {
 	if status, out := postJSON(t, "http://"+httpAddr+"/v1/registrations/unregister", map[string]string{"node": node, "secret": secret}); status != 200 {
 		t.Fatalf("unregister: %d %v", status, out)
 	}
-	bob.message(srv.JID("alice"), "are you there?")
+	bob.Message(srv.JID("alice"), "are you there?")
 	srv.WaitLog("Got error <cancel:item-not-found:the device is unregistered>", 15*time.Second)
 
 	// Registering the token again re-activates the device; the IQ result resets Prosody's
@@ -241,7 +122,7 @@ func TestProsodyEndToEnd(t *testing.T) {
 	if status, out := postJSON(t, "http://"+httpAddr+"/v1/registrations", map[string]string{"app": testenv.IOSApp, "token": testenv.APNsToken}); status != 200 || out["node"] != node {
 		t.Fatalf("re-register: %d %v", status, out)
 	}
-	bob.message(srv.JID("alice"), "back again")
+	bob.Message(srv.JID("alice"), "back again")
 	srv.WaitLog("Push succeeded, error count for identifier 'push.localhost<"+node+"' is now at 0 again", 15*time.Second)
 	if n := len(testenv.Find(t, kcfg, topics.Events, 5*time.Second, func() *wakepushv1.PushEvent { return &wakepushv1.PushEvent{} },
 		func(e *wakepushv1.PushEvent) bool { return e.DeviceId == deviceID })); n != 2 {
@@ -292,12 +173,12 @@ func TestProsodyKafkaDown(t *testing.T) {
 	srv.WaitLog("External component successfully authenticated", 10*time.Second)
 
 	reg := testenv.Keys(t).Register(testenv.IOSApp, "apns", testenv.APNsToken)
-	alice := login(t, srv, "alice", "alice-pw")
-	alice.enablePush(srv.ComponentJID, reg.Node, reg.Secret)
-	alice.close()
-	bob := login(t, srv, "bob", "bob-pw")
+	alice := srv.Login(t, "alice", "alice-pw")
+	alice.EnablePush(srv.ComponentJID, reg.Node, reg.Secret)
+	alice.Close()
+	bob := srv.Login(t, "bob", "bob-pw")
 	for i := 0; i < 2; i++ {
-		bob.message(srv.JID("alice"), "while Kafka is down")
+		bob.Message(srv.JID("alice"), "while Kafka is down")
 		srv.WaitLogCount("Got error <wait:internal-server-error:the event store is unavailable, retry later>", i+1, 15*time.Second)
 	}
 	if strings.Contains(srv.Log(), "error count for this identifier is now at") {
@@ -305,7 +186,7 @@ func TestProsodyKafkaDown(t *testing.T) {
 	}
 	// Kafka back: the next publish is accepted.
 	producer.SetErr(nil)
-	bob.message(srv.JID("alice"), "Kafka is back")
+	bob.Message(srv.JID("alice"), "Kafka is back")
 	deadline := time.Now().Add(15 * time.Second)
 	for len(producer.Records()) == 0 {
 		if time.Now().After(deadline) {
