@@ -1,12 +1,7 @@
 package main
 
 import (
-	"context"
-	"errors"
-	"log/slog"
 	"time"
-
-	"github.com/segmentio/kafka-go"
 
 	"github.com/wakepush/wakepush/schemas/topics"
 	"github.com/wakepush/wakepush/services/internal/config"
@@ -69,19 +64,4 @@ func recordedTopics() []string {
 		names[i] = s.Name
 	}
 	return names
-}
-
-// startErr turns an error caused by a shutdown during start into a clean stop.
-func startErr(ctx context.Context, base *service.Base, err error) error {
-	if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
-		base.Log.Info("stopped while starting", "err", err)
-		return nil
-	}
-	return err
-}
-
-func closeReader(r *kafka.Reader, log *slog.Logger) {
-	if err := r.Close(); err != nil {
-		log.Warn("close Kafka reader", "err", err)
-	}
 }

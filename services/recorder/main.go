@@ -42,13 +42,13 @@ func run(ctx context.Context, args []string) error {
 
 	// 3. Every wakepush topic exists (idempotent, the shared specs of schemas/topics).
 	if err := cfg.Kafka.EnsureTopics(ctx, recordedTopics()...); err != nil {
-		return startErr(ctx, base, err)
+		return base.StartErr(ctx, err)
 	}
 
 	// 4. The ClickHouse database and schema, migrated (retrying while ClickHouse is not reachable).
 	store, err := openStore(ctx, cfg.ClickHouseDSN, base.Log)
 	if err != nil {
-		return startErr(ctx, base, err)
+		return base.StartErr(ctx, err)
 	}
 	defer store.Close()
 
@@ -57,7 +57,7 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer closeReader(reader, base.Log)
+	defer base.CloseReader(reader)
 
 	// 6. The recorder: ready once migrated; not ready as soon as draining starts.
 	rec, err := newRecorder(cfg.recorderOptions(), reader, store, base.Log)

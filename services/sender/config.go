@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"time"
 
@@ -149,20 +148,5 @@ func readyOnJoin(ctx context.Context, r *kafka.Reader, base *service.Base) {
 			}
 			return
 		}
-	}
-}
-
-// startErr turns an error caused by a shutdown during start into a clean stop.
-func startErr(ctx context.Context, base *service.Base, err error) error {
-	if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
-		base.Log.Info("stopped while starting", "err", err)
-		return nil
-	}
-	return err
-}
-
-func closeReader(r *kafka.Reader, log *slog.Logger) {
-	if err := r.Close(); err != nil {
-		log.Warn("close Kafka reader", "err", err)
 	}
 }

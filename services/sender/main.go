@@ -38,7 +38,7 @@ func run(ctx context.Context, args []string) error {
 func serve(ctx context.Context, cfg *settings, base *service.Base) error {
 	// 2. Topics exist (idempotent, shared specs).
 	if err := cfg.Kafka.EnsureTopics(ctx, topics.Wakes, topics.Registrations, topics.Deliveries, topics.WakesDLQ); err != nil {
-		return startErr(ctx, base, err)
+		return base.StartErr(ctx, err)
 	}
 
 	// 3. Outputs: the producer and the APNs clients (one per app and environment).
@@ -76,10 +76,10 @@ func serve(ctx context.Context, cfg *settings, base *service.Base) error {
 	}
 	base.Admin.SetReady(false, "reading push.registrations and recent push.deliveries")
 	if err := table.WaitCaughtUp(ctx); err != nil {
-		return startErr(ctx, base, err)
+		return base.StartErr(ctx, err)
 	}
 	if err := recent.WaitCaughtUp(ctx); err != nil {
-		return startErr(ctx, base, err)
+		return base.StartErr(ctx, err)
 	}
 	base.Log.Info("state loaded", "devices", table.Len(), "recently_delivered_wakes", delivered.Len(), "dedup_window", cfg.DedupWindow)
 
@@ -92,7 +92,7 @@ func serve(ctx context.Context, cfg *settings, base *service.Base) error {
 	if err != nil {
 		return err
 	}
-	defer closeReader(reader, base.Log)
+	defer base.CloseReader(reader)
 	go readyOnJoin(ctx, reader, base)
 
 	// 6. Until SIGTERM: then not ready, stop fetching, finish in-flight pushes within the drain

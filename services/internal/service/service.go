@@ -4,6 +4,7 @@ package service
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -98,4 +99,21 @@ func (b *Base) Close() {
 		b.Log.Warn("admin shutdown", "err", err)
 	}
 	b.Log.Info("stopped")
+}
+
+// StartErr turns an error caused by a shutdown during start (SIGTERM before the service was
+// ready) into a clean stop, and passes any other error through.
+func (b *Base) StartErr(ctx context.Context, err error) error {
+	if err != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+		b.Log.Info("stopped while starting", "err", err)
+		return nil
+	}
+	return err
+}
+
+// CloseReader closes a Kafka reader (so its group rebalances at once) and logs a failure.
+func (b *Base) CloseReader(r interface{ Close() error }) {
+	if err := r.Close(); err != nil {
+		b.Log.Warn("close Kafka reader", "err", err)
+	}
 }
