@@ -37,7 +37,7 @@ func TestMain(m *testing.M) { stacktest.Main(m) }
 const testPartitions = 2
 
 // writeAppsFile writes an apps file with an FCM app per interval ("app-<interval>").
-func writeAppsFile(t *testing.T, intervals ...time.Duration) string {
+func writeAppsFile(t testing.TB, intervals ...time.Duration) string {
 	t.Helper()
 	var b strings.Builder
 	b.WriteString("apps:\n")
@@ -438,6 +438,7 @@ func TestRestartInsideInterval(t *testing.T) {
 // that a wake already covered and drops them as duplicates (ids restored from push.wakes), and
 // wakes the uncovered one when the interval of the last wake ends.
 func TestCrashReplay(t *testing.T) {
+	t.Parallel() // with TestScale: both wait mostly on timers
 	broker := stacktest.Kafka(t)
 	bin := stacktest.Build(t, "github.com/wakepush/wakepush/services/coalescer")
 	const interval = 10 * time.Second // the new member waits out the dead one's 6 s session

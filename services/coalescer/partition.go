@@ -20,7 +20,7 @@ import (
 // partitionRunner owns one partition of push.events: its engine, its reader, its commits.
 //
 // Loop: wait for records, a device timer or the commit tick; handle a batch of records at one
-// "now" (Event per record, then Due), produce the resulting wakes and dead letters in one
+// "now" (Events for the batch, then Due), produce the resulting wakes and dead letters in one
 // acks=all round trip (retried while the partition is owned), and only then advance the
 // offset the commit may reach. Produce happens on the runner's goroutine, so when a batch's
 // produce returns, every wake decided so far is acknowledged, and the safe commit offset is
@@ -40,6 +40,8 @@ type partitionRunner struct {
 	unacked int64
 
 	decisions []coalesce.WakeDecision
+	events    []coalesce.EventInfo
+	results   []coalesce.Outcome
 	dead      []deadLetter
 	outcomes  outcomeCounts
 }
@@ -176,6 +178,8 @@ func (p *partitionRunner) handle(ctx context.Context, batch []kafka.Message) err
 	clear(p.dead)
 	p.decisions, p.dead = p.decisions[:0], p.dead[:0]
 	p.outcomes.reset()
+	clear(p.events)
+	p.events, p.results = p.events[:0], p.results[:0]
 	for i := range batch {
 		msg := &batch[i]
 		ev, dl := p.decode(msg)
@@ -183,9 +187,12 @@ func (p *partitionRunner) handle(ctx context.Context, batch []kafka.Message) err
 			p.dead = append(p.dead, *dl)
 			continue
 		}
-		var outcome coalesce.Outcome
-		p.decisions, outcome = p.eng.Event(p.decisions, now, ev)
-		p.outcomes.add(ev.App, outcome)
+		p.events = append(p.events, ev)
+	}
+	// One decision round: events of a device woken in this batch join its (unsent) wake.
+	p.decisions, p.results = p.eng.Events(p.decisions, p.results, now, p.events)
+	for i, ev := range p.events {
+		p.outcomes.add(ev.App, p.results[i])
 	}
 	p.outcomes.record(ctx, p.c.metrics)
 	// Events first: a device whose trailing wake is overdue takes its new event along.

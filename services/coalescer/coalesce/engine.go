@@ -18,6 +18,8 @@
 //     pending anyway).
 //   - Overdue trailing: an event for a device whose trailing deadline has passed but whose
 //     trailing wake was not emitted yet (Due not called yet) joins that trailing wake, emitted now.
+//   - Same batch (Events only): an event of a device woken earlier in the same Events call joins
+//     that wake, which is not sent yet, instead of waiting for the next interval.
 //   - Dedup: an event id seen in the last DedupWindow changes nothing (Duplicate).
 //
 // Invariants (tested by simulation against a reference model): every accepted, non-duplicate
@@ -30,10 +32,11 @@
 // A device is tracked only while it had a wake in the last I: a device with no recent wake
 // behaves exactly like an unknown one. Every tracked device has exactly one timer, at last
 // wake + I, in a per-partition binary heap: when it fires the device either gets its trailing
-// wake (and a new timer) or is dropped. A tracked device without pending events costs one map
-// entry, one heap slot and a 64-byte struct plus its id string; pending events add a batch that
-// keeps at most MaxEventIDs ids and trace links. Seen event ids live in a per-partition set of
-// 16-byte keys that expire after DedupWindow.
+// wake (and a new timer) or is dropped. A tracked device without pending events costs a 32-byte
+// pointer-free struct in a slab (its id as 16 bytes when canonical, devices.go), a 4-byte slot
+// in an open-addressing index and a 4-byte heap slot: about 45 bytes measured over 1M devices.
+// Pending events add a batch (side map) that keeps at most MaxEventIDs ids and trace links.
+// Seen event ids live in a per-partition set of 16-byte keys that expire after DedupWindow.
 //
 // # Offsets
 //
@@ -44,8 +47,10 @@
 package coalesce
 
 import (
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"math"
 	"time"
 
@@ -173,20 +178,11 @@ func (c Config) MaxInterval() time.Duration {
 	return m
 }
 
-// app is an interned app: devices point at it instead of holding a string each.
+// app is an interned app: devices hold its index in Engine.appList.
 type app struct {
 	id       string
 	interval int64 // ns
-}
-
-// device is the state of one tracked device.
-type device struct {
-	id       string
-	app      *app
-	lastWake int64  // ns since the Unix epoch: when the last wake (of any reason) was decided
-	deadline int64  // lastWake + app.interval: the device's single timer
-	hidx     int    // index in the timer heap
-	batch    *batch // events absorbed since the last wake; nil when none
+	index    uint16
 }
 
 // batch is the pending events of a device.
@@ -202,22 +198,27 @@ type batch struct {
 }
 
 // mark records that a batch starting at an offset was opened; marks are in offset order, so
-// the first live one gives the watermark.
+// the first live one (still the pending batch of its device) gives the watermark.
 type mark struct {
-	d *device
+	d int32 // slab index
 	b *batch
 }
 
 // Engine is the coalescing state of one partition. It is not safe for concurrent use: one
-// goroutine owns a partition and its engine.
+// goroutine owns a partition and its engine. Devices are stored compactly (devices.go).
 type Engine struct {
 	apps    map[string]*app
-	devices map[string]*device
+	appList []*app
+	slab    []device // tracked devices; free slots are listed in free
+	free    []int32
+	devices deviceTable
+	names   map[int32]string // id strings of devices whose ids are not canonical
+	pending map[int32]*batch // events absorbed since the device's last wake
 	timers  timerHeap
 	seen    dedupSet
 	marks   []mark
 	mhead   int
-	pending int
+	round   map[int32]int // Events: devices woken in the current call → index in dst
 }
 
 // New returns an empty engine.
@@ -225,12 +226,23 @@ func New(cfg Config) (*Engine, error) {
 	if len(cfg.MinIntervals) == 0 {
 		return nil, errors.New("coalesce: no apps configured")
 	}
-	e := &Engine{apps: make(map[string]*app, len(cfg.MinIntervals)), devices: map[string]*device{}}
+	if len(cfg.MinIntervals) > math.MaxUint16 {
+		return nil, fmt.Errorf("coalesce: %d apps configured, at most %d supported", len(cfg.MinIntervals), math.MaxUint16)
+	}
+	e := &Engine{
+		apps:    make(map[string]*app, len(cfg.MinIntervals)),
+		names:   map[int32]string{},
+		pending: map[int32]*batch{},
+		devices: deviceTable{seed: maphash.MakeSeed()},
+	}
+	e.timers.slab = &e.slab
 	for id, d := range cfg.MinIntervals {
 		if d <= 0 {
 			return nil, fmt.Errorf("coalesce: app %q: min interval must be > 0, got %v", id, d)
 		}
-		e.apps[id] = &app{id: id, interval: int64(d)}
+		a := &app{id: id, interval: int64(d), index: uint16(len(e.appList))}
+		e.apps[id] = a
+		e.appList = append(e.appList, a)
 	}
 	window := cfg.DedupWindow
 	if window == 0 {
@@ -245,38 +257,92 @@ func New(cfg Config) (*Engine, error) {
 
 // Event applies one event at time now and appends the wakes it causes to dst (at most one).
 func (e *Engine) Event(dst []WakeDecision, now time.Time, ev EventInfo) ([]WakeDecision, Outcome) {
+	dst, o, _ := e.event(dst, now.UnixNano(), ev, nil)
+	return dst, o
+}
+
+// Events decides a batch of events at one instant now, as the partition runner does with each
+// fetched batch of records: it appends the wakes to dst and each event's outcome to outcomes.
+// It is Event for each event in order, with one more rule, because none of the batch's wakes is
+// sent yet: an event of a device that was woken earlier in the same call joins that wake
+// (outcome Woke) instead of waiting for the next interval. Events that arrive together go out
+// together; this matters most after a rebalance, when the replayed events of an interval that
+// ended during the handover would otherwise be split into a wake covering the first one and a
+// trailing wake a whole interval later.
+func (e *Engine) Events(dst []WakeDecision, outcomes []Outcome, now time.Time, evs []EventInfo) ([]WakeDecision, []Outcome) {
+	if e.round == nil {
+		e.round = map[int32]int{}
+	}
+	clear(e.round)
+	t := now.UnixNano()
+	for _, ev := range evs {
+		var o Outcome
+		var d int32
+		n := len(dst)
+		dst, o, d = e.event(dst, t, ev, e.round)
+		if len(dst) > n { // a new wake (not a join)
+			e.round[d] = len(dst) - 1
+		}
+		outcomes = append(outcomes, o)
+	}
+	clear(e.round)
+	return dst, outcomes
+}
+
+// event is Event at t (ns). With round (device → index in dst of a wake decided in this call),
+// an event of a device in round joins that wake. It returns the device's slab index when the
+// outcome is Woke.
+func (e *Engine) event(dst []WakeDecision, t int64, ev EventInfo, round map[int32]int) ([]WakeDecision, Outcome, int32) {
 	a := e.apps[ev.App]
 	if a == nil {
-		return dst, UnknownApp
+		return dst, UnknownApp, -1
 	}
-	t := now.UnixNano()
 	e.seen.expire(t)
 	if !e.seen.add(eventKey(ev.ID), t) {
-		return dst, Duplicate
+		return dst, Duplicate, -1
 	}
-	d := e.devices[ev.DeviceID]
-	if d == nil {
+	k, canonical := deviceKey(ev.DeviceID)
+	d := e.devices.get(e.slab, &k)
+	if d < 0 {
 		// Not tracked: no wake in the last interval.
-		d = &device{id: ev.DeviceID, app: a, hidx: -1}
-		e.devices[d.id] = d
+		d = e.track(k, canonical, ev.DeviceID, a)
 		reason := Leading
 		if ev.Urgent {
 			reason = Urgent
 		}
-		return append(dst, e.wakeOne(d, t, reason, ev)), Woke
+		return append(dst, e.wakeOne(d, t, reason, ev)), Woke, d
 	}
-	d.app = a
+	if i, ok := round[d]; ok {
+		join(&dst[i], ev)
+		return dst, Woke, d
+	}
+	e.slab[d].app = a.index
 	switch {
 	case ev.Urgent:
-		return append(dst, e.wakeWith(d, t, Urgent, ev)), Woke
-	case t >= d.deadline && d.batch != nil:
-		return append(dst, e.wakeWith(d, t, Trailing, ev)), Woke
-	case t >= d.deadline:
-		return append(dst, e.wakeOne(d, t, Leading, ev)), Woke
+		return append(dst, e.wakeWith(d, t, Urgent, ev)), Woke, d
+	case t >= e.slab[d].deadline && e.pending[d] != nil:
+		return append(dst, e.wakeWith(d, t, Trailing, ev)), Woke, d
+	case t >= e.slab[d].deadline:
+		return append(dst, e.wakeOne(d, t, Leading, ev)), Woke, d
 	default:
 		e.absorb(d, ev)
-		return dst, Absorbed
+		return dst, Absorbed, -1
 	}
+}
+
+// join adds ev to w, a wake decided but not sent yet, and re-derives its id.
+func join(w *WakeDecision, ev EventInfo) {
+	w.EventCount++
+	if len(w.EventIDs) < MaxEventIDs {
+		w.EventIDs = append(w.EventIDs, ev.ID)
+		if ev.Link.IsValid() {
+			w.Links = append(w.Links, ev.Link)
+		}
+	}
+	w.LastEventAt = ev.AcceptedAt
+	w.Urgent = w.Urgent || ev.Urgent
+	w.MinOffset = min(w.MinOffset, ev.Offset)
+	w.ID = WakeID(w.DeviceID, w.EventIDs[0], ev.ID, w.EventCount, w.FirstEventAt.UnixNano())
 }
 
 // Due appends the trailing wakes whose time has come at now, and forgets devices whose
@@ -284,29 +350,73 @@ func (e *Engine) Event(dst []WakeDecision, now time.Time, ev EventInfo) ([]WakeD
 func (e *Engine) Due(dst []WakeDecision, now time.Time) []WakeDecision {
 	t := now.UnixNano()
 	e.seen.expire(t)
-	for len(e.timers) > 0 && e.timers[0].deadline <= t {
-		d := e.timers[0]
-		if d.batch != nil {
+	for e.timers.len() > 0 && e.slab[e.timers.top()].deadline <= t {
+		d := e.timers.top()
+		if e.pending[d] != nil {
 			dst = append(dst, e.emit(d, t, Trailing)) // moves d's timer to t + interval
 			continue
 		}
-		e.timers.remove(d)
-		delete(e.devices, d.id)
+		e.untrack(d)
 	}
 	return dst
 }
 
+// track starts tracking a device (not tracked yet) and returns its slab index. Its timer is set
+// by the wake or restore that follows.
+func (e *Engine) track(k dkey, canonical bool, id string, a *app) int32 {
+	var d int32
+	if n := len(e.free); n > 0 {
+		d = e.free[n-1]
+		e.free = e.free[:n-1]
+	} else {
+		if len(e.slab) >= math.MaxInt32-1 {
+			panic("coalesce: too many tracked devices")
+		}
+		e.slab = append(e.slab, device{})
+		d = int32(len(e.slab) - 1)
+	}
+	e.slab[d] = device{key: k, hidx: -1, app: a.index}
+	if !canonical {
+		e.slab[d].flags |= fHashed
+		e.names[d] = id
+	}
+	e.devices.put(e.slab, d)
+	return d
+}
+
+// untrack forgets a device without pending events.
+func (e *Engine) untrack(d int32) {
+	if e.slab[d].hidx >= 0 {
+		e.timers.remove(d)
+	}
+	e.devices.del(e.slab, d)
+	if e.slab[d].flags&fHashed != 0 {
+		delete(e.names, d)
+	}
+	e.slab[d] = device{hidx: -1}
+	e.free = append(e.free, d)
+}
+
+// deviceID returns the id string of tracked device d.
+func (e *Engine) deviceID(d int32) string {
+	if e.slab[d].flags&fHashed != 0 {
+		return e.names[d]
+	}
+	return hex.EncodeToString(e.slab[d].key[:])
+}
+
 // NextDeadline returns when Due next has work: the earliest device timer.
 func (e *Engine) NextDeadline() (time.Time, bool) {
-	if len(e.timers) == 0 {
+	if e.timers.len() == 0 {
 		return time.Time{}, false
 	}
-	return time.Unix(0, e.timers[0].deadline), true
+	return time.Unix(0, e.slab[e.timers.top()].deadline), true
 }
 
 // Restore applies a wake read back from the wakes topic (at partition assignment, before any
-// event): the device's last wake time moves to w.At if that is later, and the covered event ids
-// count as seen. A wake whose interval already ended at now only contributes its event ids.
+// event): the device's timer moves to w.At + its app's interval if that is later, and the
+// covered event ids count as seen. A wake whose interval already ended at now only contributes
+// its event ids.
 func (e *Engine) Restore(now time.Time, w RestoredWake) {
 	t := now.UnixNano()
 	e.seen.expire(t)
@@ -321,16 +431,15 @@ func (e *Engine) Restore(now time.Time, w RestoredWake) {
 	if at+a.interval <= t {
 		return
 	}
-	d := e.devices[w.DeviceID]
-	if d == nil {
-		d = &device{id: w.DeviceID, app: a, hidx: -1}
-		e.devices[d.id] = d
-	} else if at <= d.lastWake {
+	k, canonical := deviceKey(w.DeviceID)
+	d := e.devices.get(e.slab, &k)
+	if d < 0 {
+		d = e.track(k, canonical, w.DeviceID, a)
+	} else if at+a.interval <= e.slab[d].deadline {
 		return
 	}
-	d.app = a
-	d.lastWake = at
-	d.deadline = at + a.interval
+	e.slab[d].app = a.index
+	e.slab[d].deadline = at + a.interval
 	e.timers.set(d)
 }
 
@@ -339,7 +448,7 @@ func (e *Engine) Restore(now time.Time, w RestoredWake) {
 func (e *Engine) Watermark(next int64) int64 {
 	for e.mhead < len(e.marks) {
 		m := e.marks[e.mhead]
-		if m.d.batch == m.b {
+		if e.pending[m.d] == m.b {
 			return min(m.b.minOffset, next)
 		}
 		e.marks[e.mhead] = mark{}
@@ -350,21 +459,20 @@ func (e *Engine) Watermark(next int64) int64 {
 }
 
 // Devices returns the number of tracked devices (with a wake in the last interval).
-func (e *Engine) Devices() int { return len(e.devices) }
+func (e *Engine) Devices() int { return e.devices.n }
 
 // Pending returns the number of devices with a pending trailing wake.
-func (e *Engine) Pending() int { return e.pending }
+func (e *Engine) Pending() int { return len(e.pending) }
 
 // SeenIDs returns the number of event ids in the dedup window.
 func (e *Engine) SeenIDs() int { return len(e.seen.keys) }
 
 // absorb adds ev to d's pending batch.
-func (e *Engine) absorb(d *device, ev EventInfo) {
-	b := d.batch
+func (e *Engine) absorb(d int32, ev EventInfo) {
+	b := e.pending[d]
 	if b == nil {
 		b = &batch{ids: make([]string, 0, 4), firstAt: ev.AcceptedAt.UnixNano(), minOffset: ev.Offset}
-		d.batch = b
-		e.pending++
+		e.pending[d] = b
 		e.addMark(d, b)
 	}
 	b.count++
@@ -380,7 +488,7 @@ func (e *Engine) absorb(d *device, ev EventInfo) {
 	b.urgent = b.urgent || ev.Urgent
 }
 
-func (e *Engine) addMark(d *device, b *batch) {
+func (e *Engine) addMark(d int32, b *batch) {
 	if e.mhead > 1024 && e.mhead > len(e.marks)/2 {
 		n := copy(e.marks, e.marks[e.mhead:])
 		clear(e.marks[n:])
@@ -390,21 +498,21 @@ func (e *Engine) addMark(d *device, b *batch) {
 }
 
 // wakeWith adds ev to d's batch and emits the batch.
-func (e *Engine) wakeWith(d *device, t int64, r Reason, ev EventInfo) WakeDecision {
+func (e *Engine) wakeWith(d int32, t int64, r Reason, ev EventInfo) WakeDecision {
 	e.absorb(d, ev)
 	return e.emit(d, t, r)
 }
 
 // emit turns d's pending batch into a wake decided at t and restarts d's interval.
-func (e *Engine) emit(d *device, t int64, r Reason) WakeDecision {
-	b := d.batch
-	d.batch = nil
-	e.pending--
+func (e *Engine) emit(d int32, t int64, r Reason) WakeDecision {
+	b := e.pending[d]
+	delete(e.pending, d)
 	e.restart(d, t)
+	id := e.deviceID(d)
 	return WakeDecision{
-		ID:           WakeID(d.id, b.ids[0], b.lastID, b.count, b.firstAt),
-		DeviceID:     d.id,
-		App:          d.app.id,
+		ID:           WakeID(id, b.ids[0], b.lastID, b.count, b.firstAt),
+		DeviceID:     id,
+		App:          e.appList[e.slab[d].app].id,
 		Reason:       r,
 		At:           time.Unix(0, t),
 		EventCount:   b.count,
@@ -418,13 +526,13 @@ func (e *Engine) emit(d *device, t int64, r Reason) WakeDecision {
 }
 
 // wakeOne emits a wake covering ev alone (d has no pending batch).
-func (e *Engine) wakeOne(d *device, t int64, r Reason, ev EventInfo) WakeDecision {
+func (e *Engine) wakeOne(d int32, t int64, r Reason, ev EventInfo) WakeDecision {
 	e.restart(d, t)
 	at := ev.AcceptedAt.UnixNano()
 	w := WakeDecision{
-		ID:           WakeID(d.id, ev.ID, ev.ID, 1, at),
-		DeviceID:     d.id,
-		App:          d.app.id,
+		ID:           WakeID(ev.DeviceID, ev.ID, ev.ID, 1, at),
+		DeviceID:     ev.DeviceID,
+		App:          e.appList[e.slab[d].app].id,
 		Reason:       r,
 		At:           time.Unix(0, t),
 		EventCount:   1,
@@ -441,12 +549,12 @@ func (e *Engine) wakeOne(d *device, t int64, r Reason, ev EventInfo) WakeDecisio
 }
 
 // restart records a wake of d at t: its next timer is at t + interval.
-func (e *Engine) restart(d *device, t int64) {
-	d.lastWake = t
-	if d.app.interval > math.MaxInt64-t {
-		d.deadline = math.MaxInt64
+func (e *Engine) restart(d int32, t int64) {
+	dv := &e.slab[d]
+	if iv := e.appList[dv.app].interval; iv > math.MaxInt64-t {
+		dv.deadline = math.MaxInt64
 	} else {
-		d.deadline = t + d.app.interval
+		dv.deadline = t + iv
 	}
 	e.timers.set(d)
 }

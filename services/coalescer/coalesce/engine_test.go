@@ -349,6 +349,61 @@ func TestRestore(t *testing.T) {
 	}
 }
 
+// TestEventsJoinBatch is the replay after a rebalance whose handover outlasted the interval:
+// the previous owner woke d1 at 0 and absorbed e2 and e3, its trailing wake was due at 1000,
+// and the new owner replays both at 1200. Decided together (Events), they go out in one wake;
+// one by one (Event), e3 would wait for a trailing wake at 2200.
+func TestEventsJoinBatch(t *testing.T) {
+	t.Parallel()
+	evs := []EventInfo{
+		{ID: "e2", DeviceID: "d1", App: "a", AcceptedAt: at(300), Offset: 2},
+		{ID: "x1", DeviceID: "d2", App: "a", AcceptedAt: at(1100), Offset: 3},
+		{ID: "e3", DeviceID: "d1", App: "a", AcceptedAt: at(600), Offset: 4, Urgent: true},
+		{ID: "e2", DeviceID: "d1", App: "a", AcceptedAt: at(300), Offset: 5}, // duplicate
+		{ID: "x2", DeviceID: "d2", App: "a", AcceptedAt: at(1150), Offset: 6},
+	}
+	e := newTestEngine(t)
+	e.Restore(at(1200), RestoredWake{DeviceID: "d1", App: "a", At: at(0), EventIDs: []string{"e1"}})
+	w, outs := e.Events(nil, nil, at(1200), evs)
+	if want := []Outcome{Woke, Woke, Woke, Duplicate, Woke}; !slices.Equal(outs, want) {
+		t.Fatalf("outcomes %v, want %v", outs, want)
+	}
+	var gw []want
+	for _, d := range w {
+		gw = append(gw, got(d))
+	}
+	if wantW := []want{{1200, "d1", Leading, "e2,e3"}, {1200, "d2", Leading, "x1,x2"}}; !slices.Equal(gw, wantW) {
+		t.Fatalf("wakes %v, want %v", gw, wantW)
+	}
+	d1 := w[0]
+	if d1.EventCount != 2 || !d1.Urgent || d1.MinOffset != 2 || !d1.FirstEventAt.Equal(at(300)) || !d1.LastEventAt.Equal(at(600)) ||
+		d1.ID != WakeID("d1", "e2", "e3", 2, at(300).UnixNano()) {
+		t.Errorf("joined wake %+v", d1)
+	}
+	if e.Pending() != 0 || e.Watermark(7) != 7 {
+		t.Errorf("pending %d, watermark %d: joined events are covered", e.Pending(), e.Watermark(7))
+	}
+	// The interval starts at the wake: a later event waits for it.
+	w, outs = e.Events(nil, nil, at(1300), []EventInfo{{ID: "e4", DeviceID: "d1", App: "a", AcceptedAt: at(1300)}})
+	if len(w) != 0 || outs[0] != Absorbed {
+		t.Fatalf("event after the joined wake: %v %v", w, outs)
+	}
+	if w = e.Due(nil, at(2199)); len(w) != 0 {
+		t.Fatalf("trailing wake before the interval ended: %v", w)
+	}
+	if w = e.Due(nil, at(2200)); len(w) != 1 || got(w[0]) != (want{2200, "d1", Trailing, "e4"}) {
+		t.Fatalf("trailing wake %v", w)
+	}
+
+	// One by one, the same replay splits.
+	e = newTestEngine(t)
+	e.Restore(at(1200), RestoredWake{DeviceID: "d1", App: "a", At: at(0), EventIDs: []string{"e1"}})
+	w, _ = e.Event(nil, at(1200), evs[0])
+	if _, o := e.Event(nil, at(1200), EventInfo{ID: "e3", DeviceID: "d1", App: "a", AcceptedAt: at(600)}); len(w) != 1 || o != Absorbed {
+		t.Fatalf("Event: %v then %v", w, o)
+	}
+}
+
 func TestNewValidates(t *testing.T) {
 	t.Parallel()
 	for _, cfg := range []Config{

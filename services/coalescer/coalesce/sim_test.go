@@ -52,8 +52,12 @@ func randomStream(r *rand.Rand, n int) []simEvent {
 			}
 		}
 		d := r.IntN(devices)
+		dev := fmt.Sprintf("dev-%d", d) // stored hashed, with its id string
+		if d%2 == 0 {
+			dev = fmt.Sprintf("%032x", d+1) // canonical: stored as 16 bytes, the id rebuilt
+		}
 		ev := simEvent{
-			t: now, id: fmt.Sprintf("ev-%d", i), device: fmt.Sprintf("dev-%d", d), app: apps[d],
+			t: now, id: fmt.Sprintf("ev-%d", i), device: dev, app: apps[d],
 			urgent: r.IntN(25) == 0, offset: int64(len(out)),
 		}
 		originals = append(originals, ev)
@@ -82,6 +86,9 @@ type reference struct {
 	pending map[string][]string
 	app     map[string]string
 	wakes   map[string][]refWake
+	// round, when not nil, is the devices woken by events of the current batch (Engine.Events):
+	// their later events in the batch join that wake.
+	round map[string]bool
 }
 
 func newReference(window time.Duration) *reference {
@@ -119,7 +126,19 @@ func (m *reference) event(ev simEvent) {
 		return
 	}
 	m.seen[ev.id] = ev.t
+	if m.round[ev.device] {
+		ws := m.wakes[ev.device]
+		ws[len(ws)-1].ids += "," + ev.id
+		return
+	}
 	m.app[ev.device] = ev.app
+	if m.round != nil {
+		defer func() {
+			if l, ok := m.last[ev.device]; ok && l.Equal(ev.t) && len(m.pending[ev.device]) == 0 {
+				m.round[ev.device] = true
+			}
+		}()
+	}
 	last, woken := m.last[ev.device]
 	quiet := !woken || !ev.t.Before(last.Add(simIntervals[ev.app]))
 	switch {
@@ -141,7 +160,7 @@ func TestSimulationAgainstReference(t *testing.T) {
 	for seed := range runs {
 		r := rand.New(rand.NewPCG(uint64(seed), 42))
 		stream := randomStream(r, 50+r.IntN(400))
-		if err := simulate(stream, nil); err != nil {
+		if err := simulate(stream, nil, seed%2 == 1); err != nil {
 			t.Fatalf("seed %d: %v", seed, err)
 		}
 	}
@@ -159,7 +178,7 @@ func TestSimulationLateTimers(t *testing.T) {
 	for seed := range runs {
 		r := rand.New(rand.NewPCG(uint64(seed), 7))
 		stream := randomStream(r, 50+r.IntN(400))
-		if err := simulate(stream, r); err != nil {
+		if err := simulate(stream, r, seed%2 == 1); err != nil {
 			t.Fatalf("seed %d: %v", seed, err)
 		}
 	}
@@ -170,8 +189,8 @@ const maxLag = 100 * time.Millisecond
 // simulate runs stream through an Engine and checks the wakes against the invariants of
 // DESIGN §5. With lag nil, Due is called exactly at every deadline and the wakes must equal the
 // reference model's; otherwise each Due call comes a random 0..maxLag late (or not before the
-// next event).
-func simulate(stream []simEvent, lag *rand.Rand) error {
+// next event). With batched, events at the same instant are decided by one Events call.
+func simulate(stream []simEvent, lag *rand.Rand, batched bool) error {
 	var slack time.Duration // how late a timer may fire
 	if lag != nil {
 		slack = maxLag
@@ -229,28 +248,56 @@ func simulate(stream []simEvent, lag *rand.Rand) error {
 			}
 		}
 	}
-	for i, ev := range stream {
-		if err := drain(ev.t); err != nil {
+	for i := 0; i < len(stream); {
+		// One Event call per event, or (batched) one Events call per run of events at the
+		// same instant, as the runner decides a fetched batch.
+		j := i + 1
+		for batched && j < len(stream) && stream[j].t.Equal(stream[i].t) {
+			j++
+		}
+		group, now := stream[i:j], stream[i].t
+		if err := drain(now); err != nil {
 			return err
 		}
-		ws, o := e.Event(nil, ev.t, EventInfo{ID: ev.id, DeviceID: ev.device, App: ev.app, AcceptedAt: ev.t, Urgent: ev.urgent, Offset: ev.offset})
-		if o != Duplicate {
-			if _, again := accepted[ev.id]; again {
-				return fmt.Errorf("event %s accepted twice", ev.id)
-			}
-			accepted[ev.id] = ev
-			order = append(order, ev.id)
+		infos := make([]EventInfo, len(group))
+		for k, ev := range group {
+			infos[k] = EventInfo{ID: ev.id, DeviceID: ev.device, App: ev.app, AcceptedAt: ev.t, Urgent: ev.urgent, Offset: ev.offset}
 		}
+		var ws []WakeDecision
+		var outs []Outcome
+		if batched {
+			ws, outs = e.Events(nil, nil, now, infos)
+			ref.round = map[string]bool{}
+		} else {
+			var o Outcome
+			ws, o = e.Event(nil, now, infos[0])
+			outs = []Outcome{o}
+		}
+		woke := 0
+		for k, ev := range group {
+			if outs[k] != Duplicate {
+				if _, again := accepted[ev.id]; again {
+					return fmt.Errorf("event %s accepted twice", ev.id)
+				}
+				accepted[ev.id] = ev
+				order = append(order, ev.id)
+			}
+			if outs[k] == Woke {
+				woke++
+			}
+			ref.event(ev)
+		}
+		ref.round = nil
 		if err := record(ws); err != nil {
 			return err
 		}
-		if (len(ws) > 0) != (o == Woke) {
-			return fmt.Errorf("outcome %v with %d wakes", o, len(ws))
+		if len(ws) > woke || (len(ws) > 0) != (woke > 0) {
+			return fmt.Errorf("%d events woke with %d wakes", woke, len(ws))
 		}
-		ref.event(ev)
-		if err := checkWatermark(int64(i + 1)); err != nil {
-			return fmt.Errorf("after event %d: %w", i, err)
+		if err := checkWatermark(int64(j)); err != nil {
+			return fmt.Errorf("after event %d: %w", j-1, err)
 		}
+		i = j
 	}
 	end := stream[len(stream)-1].t.Add(time.Minute)
 	if err := drain(end); err != nil {
