@@ -7,7 +7,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/wakepush/wakepush/services/ingest/adhoc"
 	"github.com/wakepush/wakepush/services/ingest/component"
+	"github.com/wakepush/wakepush/services/ingest/core"
 	"github.com/wakepush/wakepush/services/ingest/httpapi"
 	"github.com/wakepush/wakepush/services/ingest/identity"
 	"github.com/wakepush/wakepush/services/internal/apps"
@@ -35,6 +37,12 @@ type settings struct {
 	ComponentMaxStanza   int
 	ComponentMaxInFlight int
 	ComponentBackoffMax  time.Duration
+
+	AdhocApps       string
+	AdhocRate       string
+	PushModules     string
+	TokenSenderRate string
+	TokenDeviceRate string
 }
 
 func (c *settings) register(s *config.Set) {
@@ -48,6 +56,11 @@ func (c *settings) register(s *config.Set) {
 	s.Int(&c.ComponentMaxStanza, "component-max-stanza", "WAKEPUSH_COMPONENT_MAX_STANZA", 64<<10, "largest stanza accepted on the component connection, in bytes (larger ones end the stream)")
 	s.Int(&c.ComponentMaxInFlight, "component-max-inflight", "WAKEPUSH_COMPONENT_MAX_INFLIGHT", 256, "publishes processed concurrently per component connection; more are answered wait/resource-constraint")
 	s.Duration(&c.ComponentBackoffMax, "component-backoff-max", "WAKEPUSH_COMPONENT_BACKOFF_MAX", 30*time.Second, "longest delay between component reconnect attempts")
+	s.String(&c.AdhocApps, "adhoc-apps", "WAKEPUSH_ADHOC_APPS", "", "p2/Conversations ad-hoc commands: service=app[,…] (services apns, fcm); empty: no commands")
+	s.String(&c.AdhocRate, "adhoc-rate", "WAKEPUSH_ADHOC_RATE", "10/m:10", "ad-hoc commands per account (bare JID), N/s|m|h[:burst] (0: unlimited); more are answered wait/resource-constraint")
+	s.String(&c.PushModules, "push-modules", "WAKEPUSH_PUSH_MODULES", "", "fpush/Monal convention: pushModule=app[:domain|domain…][,…] (a -sandbox suffix selects the APNs sandbox); empty: disabled")
+	s.String(&c.TokenSenderRate, "push-modules-sender-rate", "WAKEPUSH_PUSH_MODULES_SENDER_RATE", "500/s:1000", "fpush convention: publishes per sender domain, N/s|m|h[:burst] (0: unlimited)")
+	s.String(&c.TokenDeviceRate, "push-modules-device-rate", "WAKEPUSH_PUSH_MODULES_DEVICE_RATE", "2/s:30", "fpush convention: publishes per device, N/s|m|h[:burst] (0: unlimited)")
 }
 
 // loaded is what the settings and secrets resolve to.
@@ -56,6 +69,9 @@ type loaded struct {
 	Keys      *identity.Keys
 	Tenants   *httpapi.Tenants
 	Component *component.Config // nil when disabled
+	Adhoc     adhoc.Services    // empty when disabled
+	AdhocRate core.Rate
+	Tokens    *core.TokenNodeConfig // nil when disabled
 }
 
 // load validates the settings and reads the apps file and the secrets, collecting every problem
@@ -104,8 +120,61 @@ func (c *settings) load(chk *config.Check) loaded {
 			BackoffMax:    c.ComponentBackoffMax,
 		}
 	}
+	c.loadConventions(chk, &l)
 	// WAKEPUSH_COMPONENT_JID without an address is valid: HTTP-only replicas still hand it out
 	// in registrations while other replicas hold the component connections.
 	chk.Require(!strings.ContainsAny(c.ComponentJID, "@/ "), "WAKEPUSH_COMPONENT_JID=%q: want a bare domain such as push.example.org", c.ComponentJID)
 	return l
+}
+
+// loadConventions reads the ad-hoc and fpush convention settings.
+func (c *settings) loadConventions(chk *config.Check, l *loaded) {
+	platformOf := func(app string) (string, bool) {
+		if l.Apps == nil {
+			return "", true // already reported
+		}
+		a, ok := l.Apps.Get(app)
+		if !ok {
+			return "", false
+		}
+		return a.Platform, true
+	}
+	svcs, err := adhoc.ParseServices(c.AdhocApps)
+	if err != nil {
+		chk.Add(fmt.Errorf("WAKEPUSH_ADHOC_APPS: %w", err))
+	}
+	for svc, app := range svcs {
+		p, ok := platformOf(app)
+		switch {
+		case !ok:
+			chk.Add(fmt.Errorf("WAKEPUSH_ADHOC_APPS: app %q is not in the apps file", app))
+		case p != "" && p != svc:
+			chk.Add(fmt.Errorf("WAKEPUSH_ADHOC_APPS: %s=%s, but the app's platform is %s", svc, app, p))
+		}
+	}
+	l.Adhoc = svcs
+	if l.AdhocRate, err = core.ParseRate(c.AdhocRate); err != nil {
+		chk.Add(fmt.Errorf("WAKEPUSH_ADHOC_RATE: %w", err))
+	}
+	if strings.TrimSpace(c.PushModules) == "" {
+		return
+	}
+	mods, err := core.ParsePushModules(c.PushModules)
+	if err != nil {
+		chk.Add(fmt.Errorf("WAKEPUSH_PUSH_MODULES: %w", err))
+	}
+	for _, m := range mods {
+		if _, ok := platformOf(m.App); !ok {
+			chk.Add(fmt.Errorf("WAKEPUSH_PUSH_MODULES: app %q of module %q is not in the apps file", m.App, m.Name))
+		}
+	}
+	sr, err := core.ParseRate(c.TokenSenderRate)
+	if err != nil {
+		chk.Add(fmt.Errorf("WAKEPUSH_PUSH_MODULES_SENDER_RATE: %w", err))
+	}
+	dr, err := core.ParseRate(c.TokenDeviceRate)
+	if err != nil {
+		chk.Add(fmt.Errorf("WAKEPUSH_PUSH_MODULES_DEVICE_RATE: %w", err))
+	}
+	l.Tokens = &core.TokenNodeConfig{Modules: mods, SenderRate: sr, DeviceRate: dr}
 }

@@ -71,3 +71,39 @@ func newSet(c *settings) *config.Set {
 	c.register(s)
 	return s
 }
+
+func TestConfigConventions(t *testing.T) {
+	t.Setenv("WAKEPUSH_APPS_FILE", testenv.AppsFile(t))
+	t.Setenv("WAKEPUSH_NODE_KEYS", testenv.NodeKeys)
+	t.Setenv("WAKEPUSH_DEVICE_ID_KEY", testenv.DeviceIDKey)
+	load := func(adhocApps, modules, senderRate string) (loaded, error) {
+		t.Setenv("WAKEPUSH_ADHOC_APPS", adhocApps)
+		t.Setenv("WAKEPUSH_PUSH_MODULES", modules)
+		t.Setenv("WAKEPUSH_PUSH_MODULES_SENDER_RATE", senderRate)
+		var c settings
+		if err := newSet(&c).Parse(nil); err != nil {
+			t.Fatal(err)
+		}
+		var chk checkT
+		l := c.load(&chk)
+		return l, chk.Err()
+	}
+	l, err := load("apns="+testenv.IOSApp+",fcm="+testenv.AndroidApp, "monalProdiOS="+testenv.IOSApp+":example.com", "10/s:20")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Adhoc["fcm"] != testenv.AndroidApp || l.Tokens == nil || l.Tokens.Modules["monalProdiOS"].App != testenv.IOSApp ||
+		l.Tokens.SenderRate.Burst != 20 || l.Tokens.DeviceRate.PerSecond != 2 {
+		t.Fatalf("loaded %+v %+v", l.Adhoc, l.Tokens)
+	}
+	if l, err := load("", "", ""); err != nil || len(l.Adhoc) != 0 || l.Tokens != nil {
+		t.Fatalf("defaults: %+v %v", l, err)
+	}
+	_, err = load("apns="+testenv.AndroidApp+",fcm=nope", "m=nope", "fast")
+	for _, want := range []string{"apns=org.test.android, but the app's platform is fcm", `app "nope" is not in the apps file`,
+		`app "nope" of module "m"`, "WAKEPUSH_PUSH_MODULES_SENDER_RATE"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q: %v", want, err)
+		}
+	}
+}

@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/wakepush/wakepush/deploy/local/prosody"
 	"github.com/wakepush/wakepush/deploy/local/stacktest"
 	wakepushv1 "github.com/wakepush/wakepush/schemas/gen/wakepushv1"
@@ -162,7 +161,7 @@ func TestProsodyKafkaDown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	comp, err := newComponent(component.Config{Addr: srv.ComponentAddr, JID: srv.ComponentJID, Secret: srv.ComponentSecret, Log: log}, ing)
+	comp, err := newComponent(component.Config{Addr: srv.ComponentAddr, JID: srv.ComponentJID, Secret: srv.ComponentSecret, Log: log}, ing, nil, core.Rate{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,7 @@ import (
 
 	wakepushv1 "github.com/wakepush/wakepush/schemas/gen/wakepushv1"
 	"github.com/wakepush/wakepush/schemas/topics"
+	"github.com/wakepush/wakepush/services/ingest/adhoc"
 	"github.com/wakepush/wakepush/services/ingest/component"
 	"github.com/wakepush/wakepush/services/ingest/core"
 	"github.com/wakepush/wakepush/services/ingest/devices"
@@ -63,7 +64,8 @@ func run(ctx context.Context, args []string) error {
 	defer base.Close()
 	log := base.Log
 	log.Info("configuration", "apps", len(deps.Apps.All()), "node_key", deps.Keys.CurrentKeyID(),
-		"event_tenants", deps.Tenants.Len(), "component", deps.Component != nil, "component_jid", cfg.ComponentJID)
+		"event_tenants", deps.Tenants.Len(), "component", deps.Component != nil, "component_jid", cfg.ComponentJID,
+		"adhoc_services", len(deps.Adhoc), "push_modules", deps.Tokens != nil)
 
 	// 3. Kafka: topics, producer, the unregistered-device set.
 	if err := kcfg.EnsureTopics(ctx, topics.Events, topics.Registrations, topics.Receipts); err != nil {
@@ -87,6 +89,7 @@ func run(ctx context.Context, args []string) error {
 	ing, err := core.New(core.Config{
 		Apps: deps.Apps, Keys: deps.Keys, Producer: producer, Devices: devs,
 		ComponentJID: cfg.ComponentJID, ProduceTimeout: cfg.ProduceTimeout, Log: log,
+		TokenNodes: deps.Tokens,
 	})
 	if err != nil {
 		return err
@@ -127,7 +130,7 @@ func run(ctx context.Context, args []string) error {
 		cc := *deps.Component
 		cc.Log = log
 		cc.DrainTimeout = common.DrainTimeout
-		comp, err := newComponent(cc, ing)
+		comp, err := newComponent(cc, ing, deps.Adhoc, deps.AdhocRate)
 		if err != nil {
 			return err
 		}
@@ -174,9 +177,13 @@ func run(ctx context.Context, args []string) error {
 	return nil
 }
 
-// newComponent is the XEP-0114 component with ingest's IQ handlers: XEP-0357 publishes (disco#info
-// and pings are answered by the component itself).
-func newComponent(cc component.Config, ing *core.Ingester) (*component.Component, error) {
+// newComponent is the XEP-0114 component with ingest's IQ handlers: XEP-0357 publishes and, when
+// services are configured, the p2/Conversations ad-hoc commands (disco#info and pings are
+// answered by the component itself).
+func newComponent(cc component.Config, ing *core.Ingester, services adhoc.Services, perAccount core.Rate) (*component.Component, error) {
+	if len(services) > 0 && cc.Features == nil {
+		cc.Features = []string{xmpp.NSDiscoInfo, xmpp.NSDiscoItem, xmpp.NSPing, xmpp.NSPush, adhoc.NSCommands}
+	}
 	source := core.SourceName(wakepushv1.EventSource_EVENT_SOURCE_XMPP_COMPONENT)
 	cc.Overloaded = func(ctx context.Context, kind string) {
 		if kind == "publish" {
@@ -188,5 +195,10 @@ func newComponent(cc component.Config, ing *core.Ingester) (*component.Component
 		return nil, err
 	}
 	comp.Handle("set", xmpp.NSPubSub, "pubsub", "publish", true, xep0357.NewHandler(ing).HandlePublish)
+	if len(services) > 0 {
+		cmds := adhoc.New(ing, cc.JID, services, perAccount)
+		comp.Handle("set", adhoc.NSCommands, "command", "adhoc", true, cmds.HandleCommand)
+		comp.Handle("get", xmpp.NSDiscoItem, "query", "disco_items", false, cmds.HandleDiscoItems)
+	}
 	return comp, nil
 }

@@ -91,14 +91,40 @@ func (c *Client) IQ(payload string) string {
 	return ""
 }
 
+// IQTo sends an IQ of type typ ("get" or "set") with payload to the JID to and decodes the
+// whole answer (the <iq/> element) into v with encoding/xml.
+func (c *Client) IQTo(typ, to, payload string, v any) {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := c.sess.SendIQElement(ctx, raw(payload), stanza.IQ{Type: stanza.IQType(typ), To: jid.MustParse(to)})
+	if err != nil {
+		c.t.Fatalf("IQ to %s: %v", to, err)
+	}
+	defer resp.Close()
+	if err := xml.NewTokenDecoder(resp).Decode(v); err != nil {
+		c.t.Fatalf("IQ answer from %s: %v", to, err)
+	}
+}
+
 // EnablePush sends the XEP-0357 enable for the App Server jid and node, with the secret in the
 // publish-options form.
 func (c *Client) EnablePush(appServer, node, secret string) {
 	c.t.Helper()
+	c.EnablePushFields(appServer, node, "secret", secret)
+}
+
+// EnablePushFields sends the XEP-0357 enable for the App Server jid and node with the given
+// publish-options fields (name, value pairs), e.g. fpush's pushModule without a secret.
+func (c *Client) EnablePushFields(appServer, node string, fields ...string) {
+	c.t.Helper()
 	payload := `<enable xmlns='urn:xmpp:push:0' jid='` + appServer + `' node='` + node + `'>` +
 		`<x xmlns='jabber:x:data' type='submit'>` +
-		`<field var='FORM_TYPE'><value>http://jabber.org/protocol/pubsub#publish-options</value></field>` +
-		`<field var='secret'><value>` + secret + `</value></field></x></enable>`
+		`<field var='FORM_TYPE'><value>http://jabber.org/protocol/pubsub#publish-options</value></field>`
+	for i := 0; i+1 < len(fields); i += 2 {
+		payload += `<field var='` + fields[i] + `'><value>` + fields[i+1] + `</value></field>`
+	}
+	payload += `</x></enable>`
 	if typ := c.IQ(payload); typ != "result" {
 		c.t.Fatalf("push enable answered %q", typ)
 	}

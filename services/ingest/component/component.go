@@ -94,6 +94,7 @@ type Component struct {
 	routes map[routeKey]route
 
 	connected atomic.Bool
+	attrCache sync.Map // answerKey → metric.MeasurementOption
 
 	iqDuration  metric.Float64Histogram
 	connections metric.Int64UpDownCounter
@@ -590,17 +591,29 @@ func (c *Component) discoInfo() string {
 // answer writes the result or error of iq and records its latency.
 func (cn *conn) answer(iq xmpp.IQ, kind string, start time.Time, payload string, serr *xmpp.StanzaError) {
 	var s string
-	attrs := []attribute.KeyValue{attribute.String("kind", kind)}
+	k := answerKey{kind: kind, answer: "result"}
 	if serr == nil {
 		s = xmpp.ResultXML(iq, payload)
-		attrs = append(attrs, attribute.String("answer", "result"), attribute.String("condition", ""))
 	} else {
 		s = xmpp.ErrorXML(iq, serr)
-		attrs = append(attrs, attribute.String("answer", serr.Type), attribute.String("condition", serr.Condition))
+		k.answer, k.condition = serr.Type, serr.Condition
 	}
 	if err := cn.write(s); err != nil {
 		cn.c.log.Warn("could not answer IQ", "kind", kind, "id", iq.ID, "from", iq.From, "err", err)
-		attrs[1] = attribute.String("answer", "undelivered")
+		k.answer = "undelivered"
 	}
-	cn.c.iqDuration.Record(context.Background(), time.Since(start).Seconds(), metric.WithAttributes(attrs...))
+	cn.c.iqDuration.Record(context.Background(), time.Since(start).Seconds(), cn.c.answerAttrs(k))
+}
+
+type answerKey struct{ kind, answer, condition string }
+
+// answerAttrs returns the (cached) attribute set of an answer: building one per IQ costs
+// several microseconds.
+func (c *Component) answerAttrs(k answerKey) metric.MeasurementOption {
+	if o, ok := c.attrCache.Load(k); ok {
+		return o.(metric.MeasurementOption)
+	}
+	o, _ := c.attrCache.LoadOrStore(k, metric.WithAttributeSet(attribute.NewSet(
+		attribute.String("kind", k.kind), attribute.String("answer", k.answer), attribute.String("condition", k.condition))))
+	return o.(metric.MeasurementOption)
 }

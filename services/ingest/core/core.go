@@ -1,5 +1,5 @@
-// Package core is what every ingest front end (XEP-0114 component, HTTP API, and later ad-hoc
-// commands and the fpush convention) shares: verifying a node and its secret, refusing
+// Package core is what every ingest front end (XEP-0114 component, HTTP API, ad-hoc
+// commands, the fpush token-node convention) shares: verifying a node and its secret, refusing
 // unregistered devices, and writing PushEvent, Registration and Receipt records to Kafka with
 // acks=all before the caller answers.
 //
@@ -43,6 +43,8 @@ const (
 	CodeUnavailable   Code = "unavailable"    // Kafka did not acknowledge in time
 	CodeOverloaded    Code = "overloaded"     // too many requests in flight
 	CodeShuttingDown  Code = "shutting_down"  // the instance is draining
+	CodeForbidden     Code = "forbidden"      // the sender may not publish to this node
+	CodeRateLimited   Code = "rate_limited"   // a per-sender or per-device rate limit was reached
 )
 
 // Error is a classified failure.
@@ -104,12 +106,15 @@ type Config struct {
 	Log            *slog.Logger
 	// Now returns the current time (tests); nil means time.Now.
 	Now func() time.Time
+	// TokenNodes enables the fpush/Monal convention (nil: disabled).
+	TokenNodes *TokenNodeConfig
 }
 
 // Ingester verifies and records events, registrations and receipts.
 type Ingester struct {
 	cfg     Config
 	metrics *Metrics
+	tokens  *tokenNodes
 
 	lastWarn   atomic.Int64 // unix nanos of the last produce-failure log
 	suppressed atomic.Int64
@@ -133,7 +138,7 @@ func New(cfg Config) (*Ingester, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Ingester{cfg: cfg, metrics: m}, nil
+	return &Ingester{cfg: cfg, metrics: m, tokens: newTokenNodes(cfg.TokenNodes)}, nil
 }
 
 // Metrics returns the ingest metrics, for front ends to record what never reaches the core
@@ -402,4 +407,34 @@ func RegistrationSourceName(s wakepushv1.RegistrationSource) string {
 		return "sender"
 	}
 	return "unspecified"
+}
+
+// UnregisterToken is Unregister for conventions that identify the device by its provider token
+// (the ad-hoc commands) instead of node and secret.
+func (in *Ingester) UnregisterToken(ctx context.Context, appID, token, reason string, source wakepushv1.RegistrationSource) (deviceID string, err error) {
+	defer func() { in.metrics.Registration(ctx, RegistrationSourceName(source), "unregistered", CodeOf(err)) }()
+	app, ok := in.cfg.Apps.Get(appID)
+	if !ok {
+		return "", fail(CodeUnknownApp, fmt.Sprintf("app %q is not served here", appID), nil)
+	}
+	token, err = identity.NormalizeToken(app.Platform, token)
+	if err != nil {
+		return "", fail(CodeMalformed, strings.TrimPrefix(err.Error(), "identity: "), nil)
+	}
+	id := in.cfg.Keys.DeviceID(app.ID, app.Platform, token)
+	rec := &wakepushv1.Registration{
+		Id:        records.NewID(),
+		CreatedAt: records.Timestamp(in.cfg.Now()),
+		DeviceId:  id,
+		App:       app.ID,
+		Platform:  app.ProtoPlatform(),
+		State:     wakepushv1.RegistrationState_REGISTRATION_STATE_UNREGISTERED,
+		Source:    source,
+		Reason:    reason,
+	}
+	if err := in.produce(ctx, kafkax.Record{Topic: topics.Registrations, Key: id, Msg: rec}); err != nil {
+		return "", err
+	}
+	in.cfg.Devices.Apply(rec)
+	return id, nil
 }

@@ -3,6 +3,7 @@ package core
 import (
 	"context"
 	"fmt"
+	"sync"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -18,6 +19,16 @@ type Metrics struct {
 	inflightCount metric.Int64UpDownCounter
 	registrations metric.Int64Counter
 	receipts      metric.Int64Counter
+
+	// Attribute sets are built once per label combination: building one per call (sorting,
+	// hashing, allocating) cost ~8 µs of a publish's CPU.
+	publishAttrs  sync.Map // publishKey → metric.MeasurementOption
+	inflightAttrs sync.Map // source → metric.MeasurementOption
+}
+
+type publishKey struct {
+	source string
+	code   Code
 }
 
 // NewMetrics creates the instruments on the global meter provider.
@@ -63,11 +74,20 @@ func outcomeAttrs(c Code) []attribute.KeyValue {
 // Publish counts one publish with its source and result. Front ends call it for publishes they
 // refuse before the core sees them (malformed, over the in-flight limit).
 func (m *Metrics) Publish(ctx context.Context, source string, c Code) {
-	m.publishes.Add(ctx, 1, metric.WithAttributes(append(outcomeAttrs(c), attribute.String("source", source))...))
+	k := publishKey{source, c}
+	opt, ok := m.publishAttrs.Load(k)
+	if !ok {
+		opt, _ = m.publishAttrs.LoadOrStore(k, metric.WithAttributeSet(attribute.NewSet(append(outcomeAttrs(c), attribute.String("source", source))...)))
+	}
+	m.publishes.Add(ctx, 1, opt.(metric.MeasurementOption))
 }
 
 func (m *Metrics) inflight(ctx context.Context, source string, d int64) {
-	m.inflightCount.Add(ctx, d, metric.WithAttributes(attribute.String("source", source)))
+	opt, ok := m.inflightAttrs.Load(source)
+	if !ok {
+		opt, _ = m.inflightAttrs.LoadOrStore(source, metric.WithAttributeSet(attribute.NewSet(attribute.String("source", source))))
+	}
+	m.inflightCount.Add(ctx, d, opt.(metric.MeasurementOption))
 }
 
 // Registration counts one registration request.

@@ -17,8 +17,15 @@ import (
 // Publisher is the part of the core a publish needs (core.Ingester).
 type Publisher interface {
 	Publish(ctx context.Context, ev core.Event) (string, error)
+	// IsTokenNode and PublishToken are the fpush/Monal convention (node = provider token,
+	// publish-options pushModule names the app).
+	IsTokenNode(node, module string) bool
+	PublishToken(ctx context.Context, ev core.TokenEvent) (string, error)
 	Metrics() *core.Metrics
 }
+
+// PushModuleField is the publish-options field of the fpush/Monal convention that names the app.
+const PushModuleField = "pushModule"
 
 // Handler answers publish IQs.
 type Handler struct {
@@ -50,7 +57,9 @@ func ErrorFor(err error) *xmpp.StanzaError {
 		return xmpp.NewError(xmpp.ErrorAuth, xmpp.NotAuthorized, detail)
 	case core.CodeUnknownNode, core.CodeUnknownApp, core.CodeGone:
 		return xmpp.NewError(xmpp.ErrorCancel, xmpp.ItemNotFound, detail)
-	case core.CodeOverloaded, core.CodeShuttingDown:
+	case core.CodeForbidden:
+		return xmpp.NewError(xmpp.ErrorAuth, xmpp.Forbidden, detail)
+	case core.CodeOverloaded, core.CodeShuttingDown, core.CodeRateLimited:
 		return xmpp.NewError(xmpp.ErrorWait, xmpp.ResourceConstraint, detail)
 	default: // CodeUnavailable and anything unexpected: ours, transient
 		return xmpp.NewError(xmpp.ErrorWait, xmpp.InternalServerError, "the event store is unavailable, retry later")
@@ -72,16 +81,29 @@ func (h *Handler) HandlePublish(ctx context.Context, iq xmpp.IQ) (string, *xmpp.
 		return "", xmpp.NewError(xmpp.ErrorModify, xmpp.BadRequest, err.Error())
 	}
 	span.SetAttributes(attribute.Bool("wakepush.important", p.Summary.Important), attribute.Bool("wakepush.urgent", p.Urgent))
-	_, err = h.core.Publish(ctx, core.Event{
-		Node:                     p.Node,
-		Secret:                   p.Secret,
-		Source:                   wakepushv1.EventSource_EVENT_SOURCE_XMPP_COMPONENT,
-		Sender:                   sender,
-		Urgent:                   p.Urgent,
-		Important:                p.Summary.Important,
-		MessageCount:             p.Summary.MessageCount,
-		PendingSubscriptionCount: p.Summary.PendingSubscriptionCount,
-	})
+	if module := p.Options[PushModuleField]; h.core.IsTokenNode(p.Node, module) {
+		span.SetAttributes(attribute.String("wakepush.convention", "token_node"))
+		_, err = h.core.PublishToken(ctx, core.TokenEvent{
+			Token:                    p.Node,
+			Module:                   module,
+			Sender:                   sender,
+			Urgent:                   p.Urgent,
+			Important:                p.Summary.Important,
+			MessageCount:             p.Summary.MessageCount,
+			PendingSubscriptionCount: p.Summary.PendingSubscriptionCount,
+		})
+	} else {
+		_, err = h.core.Publish(ctx, core.Event{
+			Node:                     p.Node,
+			Secret:                   p.Secret,
+			Source:                   wakepushv1.EventSource_EVENT_SOURCE_XMPP_COMPONENT,
+			Sender:                   sender,
+			Urgent:                   p.Urgent,
+			Important:                p.Summary.Important,
+			MessageCount:             p.Summary.MessageCount,
+			PendingSubscriptionCount: p.Summary.PendingSubscriptionCount,
+		})
+	}
 	if serr := ErrorFor(err); serr != nil {
 		if serr.Type == xmpp.ErrorWait {
 			span.RecordError(err)
