@@ -54,6 +54,11 @@ func Setup(ctx context.Context, service, version string) (*Providers, error) {
 			return nil, fmt.Errorf("otlp trace exporter: %w", err)
 		}
 		topts = append(topts, sdktrace.WithBatcher(exp))
+	} else if os.Getenv("OTEL_TRACES_SAMPLER") == "" {
+		// Nothing exports spans: create them unsampled. They still get valid trace and span ids,
+		// so trace context flows through Kafka headers and logs, without the cost of recording
+		// attributes and events nobody reads. OTEL_TRACES_SAMPLER overrides this.
+		topts = append(topts, sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.NeverSample())))
 	}
 	tp := sdktrace.NewTracerProvider(topts...)
 
