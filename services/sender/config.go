@@ -15,6 +15,7 @@ import (
 	"github.com/wakepush/wakepush/services/sender/internal/apns"
 	"github.com/wakepush/wakepush/services/sender/internal/dedup"
 	"github.com/wakepush/wakepush/services/sender/internal/engine"
+	"github.com/wakepush/wakepush/services/sender/internal/fcm"
 	"github.com/wakepush/wakepush/services/sender/internal/provider"
 	"github.com/wakepush/wakepush/services/sender/internal/registry"
 )
@@ -35,6 +36,7 @@ type settings struct {
 	DedupWindow    time.Duration
 	DedupSize      int
 	APNs           apns.Options
+	FCM            fcm.Options
 }
 
 func loadSettings(args []string) (*settings, error) {
@@ -42,7 +44,7 @@ func loadSettings(args []string) (*settings, error) {
 	s := config.New("sender")
 	c.Service.Register(s, "127.0.0.1:18093")
 	c.Kafka.Register(s)
-	s.String(&c.AppsFile, "apps-file", "WAKEPUSH_APPS_FILE", "", "the apps file: apps with their APNs topic, team, key and push type")
+	s.String(&c.AppsFile, "apps-file", "WAKEPUSH_APPS_FILE", "", "the apps file: apps with their APNs topic, team, key and push type, or FCM project and service account")
 	s.String(&c.Group, "sender-group", "WAKEPUSH_SENDER_GROUP", "wakepush-sender", "Kafka consumer group id on push.wakes")
 	s.Int(&c.Concurrency, "sender-concurrency", "WAKEPUSH_SENDER_CONCURRENCY", 256,
 		"wakes handled at once (in flight to the provider, backing off, or waiting for a paused app)")
@@ -69,6 +71,12 @@ func loadSettings(args []string) (*settings, error) {
 		"close an APNs connection whose PING is not answered within this")
 	s.Duration(&c.APNs.IdleConnTimeout, "sender-apns-idle-conn-timeout", "WAKEPUSH_SENDER_APNS_IDLE_CONN_TIMEOUT", apns.DefaultOptions.IdleConnTimeout,
 		"close an APNs connection unused for this long")
+	s.Int(&c.APNs.Connections, "sender-apns-connections", "WAKEPUSH_SENDER_APNS_CONNECTIONS", apns.DefaultOptions.Connections,
+		"HTTP/2 connections per app and environment, used round-robin")
+	c.FCM = fcm.DefaultOptions
+	s.Duration(&c.FCM.Timeout, "sender-fcm-timeout", "WAKEPUSH_SENDER_FCM_TIMEOUT", fcm.DefaultOptions.Timeout, "deadline of one FCM send (OAuth2 token fetch included)")
+	s.Duration(&c.FCM.TTL, "sender-fcm-ttl", "WAKEPUSH_SENDER_FCM_TTL", fcm.DefaultOptions.TTL, "android.ttl of ordinary wakes")
+	s.Duration(&c.FCM.UrgentTTL, "sender-fcm-urgent-ttl", "WAKEPUSH_SENDER_FCM_URGENT_TTL", fcm.DefaultOptions.UrgentTTL, "android.ttl of urgent (call) wakes")
 	if err := s.Parse(args); err != nil {
 		return nil, err
 	}
@@ -91,6 +99,9 @@ func loadSettings(args []string) (*settings, error) {
 	chk.Require(c.APNs.ReadIdleTimeout > 0, "WAKEPUSH_SENDER_APNS_READ_IDLE_TIMEOUT must be > 0")
 	chk.Require(c.APNs.PingTimeout > 0, "WAKEPUSH_SENDER_APNS_PING_TIMEOUT must be > 0")
 	chk.Require(c.APNs.IdleConnTimeout > 0, "WAKEPUSH_SENDER_APNS_IDLE_CONN_TIMEOUT must be > 0")
+	chk.Require(c.APNs.Connections >= 1 && c.APNs.Connections <= 64, "WAKEPUSH_SENDER_APNS_CONNECTIONS must be in [1, 64], got %d", c.APNs.Connections)
+	chk.Require(c.FCM.Timeout > 0, "WAKEPUSH_SENDER_FCM_TIMEOUT must be > 0")
+	chk.Require(c.FCM.TTL >= time.Second && c.FCM.UrgentTTL >= time.Second, "WAKEPUSH_SENDER_FCM_TTL and _URGENT_TTL must be >= 1s")
 	if c.AppsFile == "" {
 		chk.Require(false, "WAKEPUSH_APPS_FILE is required")
 	} else if set, err := apps.Load(c.AppsFile); err != nil {
@@ -99,6 +110,7 @@ func loadSettings(args []string) (*settings, error) {
 		c.Apps = set
 		for _, a := range set.All() {
 			apns.Validate(a, &chk)
+			fcm.Validate(a, &chk)
 		}
 	}
 	if err := chk.Err(); err != nil {
@@ -107,14 +119,21 @@ func loadSettings(args []string) (*settings, error) {
 	return &c, nil
 }
 
-// providers builds the push providers by platform. FCM is not served yet: its wakes are
-// recorded as dropped (unsupported_platform).
+// providers builds the push providers by platform: APNs and FCM.
 func (c *settings) providers() (map[wakepushv1.Platform]provider.Provider, func(), error) {
 	pool, err := apns.New(c.Apps.All(), c.APNs)
 	if err != nil {
 		return nil, nil, err
 	}
-	return map[wakepushv1.Platform]provider.Provider{wakepushv1.Platform_PLATFORM_APNS: pool}, pool.Close, nil
+	fpool, err := fcm.New(c.Apps.All(), c.FCM)
+	if err != nil {
+		pool.Close()
+		return nil, nil, err
+	}
+	return map[wakepushv1.Platform]provider.Provider{
+		wakepushv1.Platform_PLATFORM_APNS: pool,
+		wakepushv1.Platform_PLATFORM_FCM:  fpool,
+	}, func() { pool.Close(); fpool.Close() }, nil
 }
 
 func (c *settings) engine(log *slog.Logger, table *registry.Table, prod engine.Producer, delivered *dedup.Set, providers map[wakepushv1.Platform]provider.Provider) (*engine.Engine, error) {

@@ -1,8 +1,8 @@
 // Command sender delivers wakes: it consumes push.wakes, pushes each wake to its device through
-// APNs (sideshow/apns2, token auth), classifies every answer, retries transient failures with
-// backoff, unregisters dead tokens, dead-letters wakes whose attempts are exhausted, records a
-// Delivery per attempt, and commits offsets only after those records are acknowledged
-// (DESIGN §6).
+// APNs (sideshow/apns2, token auth) or FCM (HTTP v1, service account), classifies every answer,
+// retries transient failures with backoff, unregisters dead tokens, dead-letters wakes whose
+// attempts are exhausted, records a Delivery per attempt, and commits offsets only after those
+// records are acknowledged (DESIGN §6).
 //
 // See README.md for configuration, the classification table, payload and metrics.
 package main
@@ -41,7 +41,7 @@ func serve(ctx context.Context, cfg *settings, base *service.Base) error {
 		return base.StartErr(ctx, err)
 	}
 
-	// 3. Outputs: the producer and the APNs clients (one per app and environment).
+	// 3. Outputs: the producer and the provider clients (APNs per app and environment, FCM per app).
 	producer, err := kafkax.NewProducer(&cfg.Kafka)
 	if err != nil {
 		return err

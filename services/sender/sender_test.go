@@ -25,6 +25,7 @@ import (
 
 	"github.com/wakepush/wakepush/deploy/local/stacktest"
 	"github.com/wakepush/wakepush/loadtest/apnsmock"
+	"github.com/wakepush/wakepush/loadtest/fcmmock"
 	wakepushv1 "github.com/wakepush/wakepush/schemas/gen/wakepushv1"
 	"github.com/wakepush/wakepush/schemas/records"
 	"github.com/wakepush/wakepush/schemas/topics"
@@ -36,10 +37,12 @@ import (
 )
 
 const (
-	appID  = "im.wakepush.test"
-	teamID = "TEAM000001"
-	keyID  = "KEY0000001"
-	group  = "wakepush-sender"
+	fcmAppID   = "im.wakepush.android"
+	fcmProject = "wakepush-test"
+	appID      = "im.wakepush.test"
+	teamID     = "TEAM000001"
+	keyID      = "KEY0000001"
+	group      = "wakepush-sender"
 )
 
 // fixture is a kfake broker, the APNs mock, an apps file pointing at it, and followers of the
@@ -48,6 +51,7 @@ type fixture struct {
 	t        *testing.T
 	kafka    kafkax.Config
 	mock     *apnsmock.Server
+	fcm      *fcmmock.Server
 	key      *ecdsa.PrivateKey
 	args     []string
 	producer *kafkax.Producer
@@ -85,6 +89,17 @@ func newFixture(t *testing.T, extraArgs ...string) *fixture {
 	}
 	keyFile := write("key.p8", p8)
 	caFile := write("ca.pem", mock.CACertPEM())
+	fmock, err := fcmmock.New(fcmmock.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { fmock.Close() })
+	sa, err := fmock.NewServiceAccount(fcmProject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	saFile := write("fcm-sa.json", sa)
+	fcmCA := write("fcm-ca.pem", fmock.CACertPEM())
 	appsFile := write("apps.yaml", fmt.Appendf(nil, `apps:
   - id: %s
     platform: apns
@@ -94,12 +109,20 @@ func newFixture(t *testing.T, extraArgs ...string) *fixture {
       key_file: %s
       endpoint: %s
       ca_file: %s
-`, appID, teamID, keyID, keyFile, mock.URL(), caFile))
+  - id: %s
+    platform: fcm
+    fcm:
+      project_id: %s
+      credentials_file: %s
+      endpoint: %s
+      ca_file: %s
+`, appID, teamID, keyID, keyFile, mock.URL(), caFile, fcmAppID, fcmProject, saFile, fmock.URL(), fcmCA))
 
 	f := &fixture{
 		t:          t,
 		kafka:      kafkax.Config{Brokers: []string{brokers}, Partitions: 2, ReplicationFactor: 1, BatchTimeout: 2 * time.Millisecond},
 		mock:       mock,
+		fcm:        fmock,
 		key:        key,
 		wakeTraces: map[string]trace.TraceID{},
 		delTraces:  map[string]trace.TraceID{},
@@ -244,10 +267,14 @@ func (f *fixture) produce(recs ...kafkax.Record) {
 
 // register writes an ACTIVE registration created at createdAt and returns the device id.
 func (f *fixture) register(token string, createdAt time.Time) string {
+	return f.registerApp(appID, wakepushv1.Platform_PLATFORM_APNS, token, createdAt)
+}
+
+func (f *fixture) registerApp(app string, platform wakepushv1.Platform, token string, createdAt time.Time) string {
 	id := "dev-" + token[len(token)-12:]
 	f.produce(kafkax.Record{Topic: topics.Registrations, Key: id, Msg: &wakepushv1.Registration{
-		Id: records.NewID(), CreatedAt: records.Timestamp(createdAt), DeviceId: id, App: appID,
-		Platform: wakepushv1.Platform_PLATFORM_APNS, Environment: wakepushv1.Environment_ENVIRONMENT_PRODUCTION,
+		Id: records.NewID(), CreatedAt: records.Timestamp(createdAt), DeviceId: id, App: app,
+		Platform: platform, Environment: wakepushv1.Environment_ENVIRONMENT_PRODUCTION,
 		Token: token, State: wakepushv1.RegistrationState_REGISTRATION_STATE_ACTIVE,
 		Source: wakepushv1.RegistrationSource_REGISTRATION_SOURCE_HTTP_API, RegisteredAt: records.Timestamp(createdAt),
 	}})
@@ -256,11 +283,15 @@ func (f *fixture) register(token string, createdAt time.Time) string {
 
 // wake writes a wake for device inside a span of a test tracer (so it carries a traceparent).
 func (f *fixture) wake(device, wakeID string) {
+	f.wakeApp(appID, wakepushv1.Platform_PLATFORM_APNS, device, wakeID)
+}
+
+func (f *fixture) wakeApp(app string, platform wakepushv1.Platform, device, wakeID string) {
 	ctx, span := otel.Tracer("test").Start(context.Background(), "coalesce")
 	defer span.End()
 	f.produce(kafkax.Record{Ctx: ctx, Topic: topics.Wakes, Key: device, Msg: &wakepushv1.Wake{
-		Id: wakeID, CreatedAt: records.Timestamp(time.Now()), DeviceId: device, App: appID,
-		Platform: wakepushv1.Platform_PLATFORM_APNS, Reason: wakepushv1.WakeReason_WAKE_REASON_LEADING, EventCount: 1,
+		Id: wakeID, CreatedAt: records.Timestamp(time.Now()), DeviceId: device, App: app,
+		Platform: platform, Reason: wakepushv1.WakeReason_WAKE_REASON_LEADING, EventCount: 1,
 	}})
 }
 

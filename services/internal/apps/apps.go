@@ -59,8 +59,12 @@ type APNs struct {
 // FCM configures delivery through Firebase.
 type FCM struct {
 	ProjectID       string `yaml:"project_id"`
-	CredentialsFile string `yaml:"credentials_file"`
-	Endpoint        string `yaml:"endpoint"`
+	CredentialsFile string `yaml:"credentials_file"` // service account JSON (token_uri is honoured)
+	// Endpoint overrides https://fcm.googleapis.com (tests and the dev stack point at the mock).
+	Endpoint string `yaml:"endpoint"`
+	// CAFile adds a CA to trust for the endpoint and the token_uri (the mock's); empty means
+	// the system roots. Optional.
+	CAFile string `yaml:"ca_file"`
 }
 
 // Set is the validated apps of a deployment, by id.

@@ -14,14 +14,12 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/sideshow/apns2"
 	"github.com/sideshow/apns2/token"
-	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/propagation"
-	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/net/http2"
 
 	wakepushv1 "github.com/wakepush/wakepush/schemas/gen/wakepushv1"
@@ -44,6 +42,11 @@ type Options struct {
 	IdleConnTimeout time.Duration
 	// DialTimeout bounds TCP connect + TLS handshake.
 	DialTimeout time.Duration
+	// Connections is the number of HTTP/2 connections per app and environment (default 1):
+	// each is its own apns2 client and transport, used round-robin, all sharing the key's JWT.
+	// One connection carries up to the server's stream limit; more spread the TLS and HTTP/2
+	// framing work over cores (README.md, "Performance").
+	Connections int
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 }
@@ -56,6 +59,7 @@ var DefaultOptions = Options{
 	PingTimeout:     5 * time.Second,
 	IdleConnTimeout: 5 * time.Minute,
 	DialTimeout:     10 * time.Second,
+	Connections:     1,
 }
 
 // minTokenRefresh is how young a JWT may be when APNs calls it expired and we make a new one:
@@ -75,9 +79,24 @@ type clientKey struct {
 }
 
 type client struct {
+	conns []conn
+	next  atomic.Uint32
+	tok   *token.Token
+}
+
+// conn is one HTTP/2 connection's client (its transport keeps a single connection: APNs
+// allows far more streams than one sender uses per connection).
+type conn struct {
 	c         *apns2.Client
-	tok       *token.Token
 	transport *http2.Transport
+}
+
+// pick returns the next connection round-robin.
+func (c *client) pick() *apns2.Client {
+	if len(c.conns) == 1 {
+		return c.conns[0].c
+	}
+	return c.conns[int(c.next.Add(1))%len(c.conns)].c
 }
 
 var _ provider.Provider = (*Pool)(nil)
@@ -149,6 +168,14 @@ func New(list []*apps.App, opts Options) (*Pool, error) {
 }
 
 func newClient(app *apps.App, env wakepushv1.Environment, host string, tok *token.Token, roots *x509.CertPool, opts Options) *client {
+	c := &client{tok: tok}
+	for range max(opts.Connections, 1) {
+		c.conns = append(c.conns, newConn(app, env, host, tok, roots, opts))
+	}
+	return c
+}
+
+func newConn(app *apps.App, env wakepushv1.Environment, host string, tok *token.Token, roots *x509.CertPool, opts Options) conn {
 	nd := &net.Dialer{Timeout: opts.DialTimeout, KeepAlive: 15 * time.Second}
 	t := &http2.Transport{
 		TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
@@ -159,20 +186,14 @@ func newClient(app *apps.App, env wakepushv1.Environment, host string, tok *toke
 		PingTimeout:     opts.PingTimeout,
 		IdleConnTimeout: opts.IdleConnTimeout,
 	}
-	// The client span of each provider call. No propagator: trace context stays inside
-	// wakepush and is not sent to Apple.
-	rt := otelhttp.NewTransport(t,
-		otelhttp.WithPropagators(propagation.NewCompositeTextMapPropagator()),
-		otelhttp.WithSpanNameFormatter(func(string, *http.Request) string { return "apns push" }),
-		otelhttp.WithSpanOptions(trace.WithAttributes(
-			attribute.String("wakepush.app", app.ID),
-			attribute.String("wakepush.environment", env.String()),
-		)),
+	// The client span of each provider call (no trace headers are sent to Apple).
+	rt := provider.TraceTransport(t, func(*http.Request) string { return "apns push" },
+		attribute.String("wakepush.app", app.ID),
+		attribute.String("wakepush.environment", env.String()),
 	)
-	return &client{
+	return conn{
 		// No http.Client timeout: each request carries its own deadline.
 		c:         &apns2.Client{Host: host, Token: tok, HTTPClient: &http.Client{Transport: rt}},
-		tok:       tok,
 		transport: t,
 	}
 }
@@ -211,7 +232,7 @@ func (p *Pool) Send(ctx context.Context, t provider.Target, w *wakepushv1.Wake) 
 	rctx, cancel := context.WithTimeout(ctx, p.opts.Timeout)
 	defer cancel()
 	start := time.Now()
-	resp, err := c.c.PushWithContext(rctx, n)
+	resp, err := c.pick().PushWithContext(rctx, n)
 	res := provider.Result{Latency: time.Since(start), MessageID: n.ApnsID}
 	if err != nil {
 		res.Action, res.Reason, res.Err = provider.Retry, ClassifyError(ctx, err), err
@@ -252,6 +273,8 @@ func (c *client) refreshToken(now time.Time) {
 // Close closes idle connections of every client.
 func (p *Pool) Close() {
 	for _, c := range p.clients {
-		c.transport.CloseIdleConnections()
+		for _, cn := range c.conns {
+			cn.transport.CloseIdleConnections()
+		}
 	}
 }

@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -185,33 +188,76 @@ func TestValidate(t *testing.T) {
 // payload, apns2 over our HTTP/2 transport with the otelhttp client span, classification)
 // against the mock in the same process. The mock's default 1000 streams per connection bound
 // one client's concurrency; the parallelism stays below it.
-func BenchmarkSend(b *testing.B) {
-	f := newMockFixture(b, apnsmock.Config{MaxRecords: -1}, DefaultOptions)
+func BenchmarkSend(b *testing.B) { benchSend(b, 1, 64) }
+
+// BenchmarkSendScaling is BenchmarkSend by HTTP/2 connections per client (Options.Connections)
+// and concurrent requests (per GOMAXPROCS), with the p50/p99 provider latency (README.md,
+// "Performance", has the table and the command).
+func BenchmarkSendScaling(b *testing.B) {
+	for _, conns := range []int{1, 2, 4} {
+		for _, par := range []int{16, 64, 256} {
+			b.Run(fmt.Sprintf("conns=%d/par=%d", conns, par), func(b *testing.B) { benchSend(b, conns, par) })
+		}
+	}
+}
+
+func benchSend(b *testing.B, conns, par int) {
+	opts := DefaultOptions
+	opts.Connections = conns
+	f := newMockFixture(b, apnsmock.Config{MaxRecords: -1, MaxConcurrentStreams: 4096}, opts)
 	tokens := make([]string, 1024)
 	for i := range tokens {
 		tokens[i] = newToken()
 	}
 	ctx := context.Background()
-	if res := f.pool.Send(ctx, f.target(tokens[0]), wake("warm-up")); res.Action != provider.Accepted {
-		b.Fatalf("warm-up: %+v", res)
+	for i := range conns {
+		if res := f.pool.Send(ctx, f.target(tokens[0]), wake(fmt.Sprint("warm-up-", i))); res.Action != provider.Accepted {
+			b.Fatalf("warm-up: %+v", res)
+		}
 	}
 	var seq atomic.Uint64
 	var failed atomic.Int64
-	b.SetParallelism(64)
+	var mu sync.Mutex
+	var lat []time.Duration
+	b.SetParallelism(par)
 	b.ReportAllocs()
+	cpu0 := cpuTime()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
+		mine := make([]time.Duration, 0, 1024)
 		for pb.Next() {
 			n := seq.Add(1)
 			res := f.pool.Send(ctx, f.target(tokens[n%uint64(len(tokens))]), wake(fmt.Sprint("w-", n)))
 			if res.Action != provider.Accepted {
 				failed.Add(1)
 			}
+			mine = append(mine, res.Latency)
 		}
+		mu.Lock()
+		lat = append(lat, mine...)
+		mu.Unlock()
 	})
 	b.StopTimer()
+	cpu := cpuTime() - cpu0
 	if failed.Load() > 0 {
 		b.Fatalf("%d pushes not accepted", failed.Load())
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pushes/s")
+	// CPU per push (sender and mock, user+system) is what the machine's other load does not
+	// change much; 2 cores / it is the throughput two dedicated cores would give.
+	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/push")
+	if len(lat) > 0 {
+		slices.Sort(lat)
+		b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+		b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+	}
+}
+
+// cpuTime is the process's user+system CPU time so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

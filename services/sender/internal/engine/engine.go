@@ -432,6 +432,9 @@ func (e *Engine) deliver(j *job) bool {
 				return false
 			}
 			wait := e.backoff(failures)
+			if ra := min(res.RetryAfter, maxRetryAfter); ra > wait {
+				wait = ra // the provider said when; earlier would only be refused again
+			}
 			if res.DeviceRateLimited {
 				e.holds.hold(j.target.DeviceID, e.now().Add(wait))
 			}
@@ -454,6 +457,9 @@ func (e *Engine) waitDevice(j *job) bool {
 		}
 	}
 }
+
+// maxRetryAfter bounds a provider's Retry-After, so a bogus header cannot park a wake for days.
+const maxRetryAfter = 10 * time.Minute
 
 // backoff is the wait after the n-th failure: exponential from RetryMin, capped at RetryMax,
 // with jitter over its upper half so synchronized failures spread out.

@@ -1,5 +1,5 @@
 // Package provider is the contract between the sender's delivery engine and a push provider
-// (APNs now, FCM later): what to send to whom, and the provider's answer already classified into
+// (APNs, FCM): what to send to whom, and the provider's answer already classified into
 // the action the engine takes. Classification is the provider's job because only it knows its
 // status codes and reasons; the engine only knows the actions.
 package provider
@@ -75,6 +75,9 @@ type Result struct {
 	// DeviceRateLimited marks a Retry caused by too many pushes to this one device: the engine
 	// backs off the device, not just the wake.
 	DeviceRateLimited bool
+	// RetryAfter is, for Retry, the provider's Retry-After: the engine waits at least this
+	// long before the next attempt (0: none given).
+	RetryAfter time.Duration
 	// Err is the transport error behind a Retry without an answer, for logs only.
 	Err error
 }

@@ -1,0 +1,69 @@
+package provider
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+)
+
+type rtFunc func(*http.Request) (*http.Response, error)
+
+func (f rtFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+func TestTraceTransport(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	prev := otel.GetTracerProvider()
+	otel.SetTracerProvider(sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec)))
+	t.Cleanup(func() { otel.SetTracerProvider(prev) })
+
+	var sawParent trace.SpanContext
+	next := rtFunc(func(r *http.Request) (*http.Response, error) {
+		sawParent = trace.SpanContextFromContext(r.Context())
+		if r.Header.Get("traceparent") != "" {
+			t.Error("trace headers sent to the provider")
+		}
+		if r.URL.Path == "/fail" {
+			return nil, errors.New("boom")
+		}
+		return &http.Response{StatusCode: 410, Body: http.NoBody}, nil
+	})
+	rt := TraceTransport(next, func(r *http.Request) string { return "x " + r.URL.Path }, attribute.String("wakepush.app", "a"))
+	ctx, parent := otel.Tracer("t").Start(context.Background(), "process")
+	for _, path := range []string{"/ok", "/fail"} {
+		req := httptest.NewRequestWithContext(ctx, http.MethodPost, "https://api.example:2197"+path, nil)
+		_, _ = rt.RoundTrip(req)
+	}
+	parent.End()
+	var got []sdktrace.ReadOnlySpan
+	for _, s := range rec.Ended() {
+		if s.SpanKind() == trace.SpanKindClient {
+			got = append(got, s)
+		}
+	}
+	if len(got) != 2 || got[0].Name() != "x /ok" || got[1].Name() != "x /fail" {
+		t.Fatalf("spans %v", got)
+	}
+	if got[0].Parent().SpanID() != parent.SpanContext().SpanID() || sawParent.SpanID() != got[1].SpanContext().SpanID() {
+		t.Error("client span is not the parent's child, or not in the request context")
+	}
+	if got[0].Status().Code != codes.Error || got[1].Status().Code != codes.Error {
+		t.Error("410 and transport errors must set an error status")
+	}
+	attrs := map[attribute.Key]attribute.Value{}
+	for _, kv := range got[0].Attributes() {
+		attrs[kv.Key] = kv.Value
+	}
+	if attrs["wakepush.app"].AsString() != "a" || attrs["http.response.status_code"].AsInt64() != 410 ||
+		attrs["server.port"].AsInt64() != 2197 || attrs["server.address"].AsString() != "api.example" {
+		t.Errorf("attributes %v", attrs)
+	}
+}
