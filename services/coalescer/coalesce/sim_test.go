@@ -11,12 +11,14 @@ import (
 
 // simEvent is one input of a simulated stream.
 type simEvent struct {
-	t      time.Time
-	id     string
-	device string
-	app    string
-	urgent bool
-	offset int64
+	t time.Time
+	// accepted is the event's accepted_at (crash simulation; the other simulations use t).
+	accepted time.Time
+	id       string
+	device   string
+	app      string
+	urgent   bool
+	offset   int64
 }
 
 var simIntervals = map[string]time.Duration{"fast": 700 * time.Millisecond, "slow": 2 * time.Second}
