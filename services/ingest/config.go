@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -18,11 +20,15 @@ import (
 
 // Secrets are read from the environment only (never flags: flags show in `ps` and -help).
 const (
-	envNodeKeys        = "WAKEPUSH_NODE_KEYS"
-	envDeviceIDKey     = "WAKEPUSH_DEVICE_ID_KEY"
-	envEventTokens     = "WAKEPUSH_INGEST_EVENT_TOKENS"
-	envComponentSecret = "WAKEPUSH_COMPONENT_SECRET"
+	envNodeKeys         = "WAKEPUSH_NODE_KEYS"
+	envDeviceIDKey      = "WAKEPUSH_DEVICE_ID_KEY"
+	envEventTokens      = "WAKEPUSH_INGEST_EVENT_TOKENS"
+	envComponentSecret  = "WAKEPUSH_COMPONENT_SECRET"
+	envComponentSecrets = "WAKEPUSH_COMPONENT_SECRETS"
 )
+
+// maxConnectionsPerServer bounds the `*n` of a WAKEPUSH_COMPONENTS entry.
+const maxConnectionsPerServer = 64
 
 // settings are ingest's own settings (the common and Kafka ones live in service and kafkax).
 type settings struct {
@@ -31,8 +37,10 @@ type settings struct {
 	MaxBody        int
 	ProduceTimeout time.Duration
 
+	Components           string
 	ComponentAddr        string
 	ComponentJID         string
+	ComponentReadiness   string
 	ComponentKeepAlive   time.Duration
 	ComponentMaxStanza   int
 	ComponentMaxInFlight int
@@ -50,6 +58,8 @@ func (c *settings) register(s *config.Set) {
 	s.String(&c.AppsFile, "apps-file", "WAKEPUSH_APPS_FILE", "", "the apps file (YAML): the push apps this deployment serves")
 	s.Int(&c.MaxBody, "http-max-body", "WAKEPUSH_INGEST_MAX_BODY", httpapi.DefaultMaxBody, "HTTP request body limit in bytes (larger bodies get 413)")
 	s.Duration(&c.ProduceTimeout, "produce-timeout", "WAKEPUSH_INGEST_PRODUCE_TIMEOUT", 5*time.Second, "how long a request waits for Kafka's acknowledgement before it is answered as unavailable")
+	s.String(&c.Components, "components", "WAKEPUSH_COMPONENTS", "", "XEP-0114 component connections: jid@host:port[*n][,…] (n connections to that server as that JID, for ejabberd); secrets in WAKEPUSH_COMPONENT_SECRETS. Replaces -component-addr")
+	s.String(&c.ComponentReadiness, "component-readiness", "WAKEPUSH_COMPONENT_READINESS", "none", "what /readyz requires of the component connections: none, any (at least one connected) or all")
 	s.String(&c.ComponentAddr, "component-addr", "WAKEPUSH_COMPONENT_ADDR", "", "XMPP server component port to connect to as an XEP-0114 component, host:port (empty: no component)")
 	s.String(&c.ComponentJID, "component-jid", "WAKEPUSH_COMPONENT_JID", "", "the component's JID (the App Server JID clients enable push with), e.g. push.example.org")
 	s.Duration(&c.ComponentKeepAlive, "component-keepalive", "WAKEPUSH_COMPONENT_KEEPALIVE", 30*time.Second, "whitespace keepalive interval on an idle component connection")
@@ -65,13 +75,14 @@ func (c *settings) register(s *config.Set) {
 
 // loaded is what the settings and secrets resolve to.
 type loaded struct {
-	Apps      *apps.Set
-	Keys      *identity.Keys
-	Tenants   *httpapi.Tenants
-	Component *component.Config // nil when disabled
-	Adhoc     adhoc.Services    // empty when disabled
-	AdhocRate core.Rate
-	Tokens    *core.TokenNodeConfig // nil when disabled
+	Apps    *apps.Set
+	Keys    *identity.Keys
+	Tenants *httpapi.Tenants
+	// Components are the component connections, one Config per connection (empty: none).
+	Components []component.Config
+	Adhoc      adhoc.Services // empty when disabled
+	AdhocRate  core.Rate
+	Tokens     *core.TokenNodeConfig // nil when disabled
 }
 
 // load validates the settings and reads the apps file and the secrets, collecting every problem
@@ -99,32 +110,150 @@ func (c *settings) load(chk *config.Check) loaded {
 	}
 	l.Tenants = tenants
 
-	if c.ComponentAddr != "" {
-		secret := os.Getenv(envComponentSecret)
-		chk.Require(c.ComponentJID != "", "WAKEPUSH_COMPONENT_JID is required with WAKEPUSH_COMPONENT_ADDR")
-		chk.Require(strings.TrimSpace(secret) != "", "%s is required with WAKEPUSH_COMPONENT_ADDR", envComponentSecret)
-		if _, _, err := net.SplitHostPort(c.ComponentAddr); err != nil {
-			chk.Add(fmt.Errorf("WAKEPUSH_COMPONENT_ADDR=%q: %v", c.ComponentAddr, err))
-		}
-		chk.Require(c.ComponentKeepAlive >= time.Second, "WAKEPUSH_COMPONENT_KEEPALIVE must be at least 1s")
-		chk.Require(c.ComponentMaxStanza >= 4096, "WAKEPUSH_COMPONENT_MAX_STANZA must be at least 4096 bytes")
-		chk.Require(c.ComponentMaxInFlight >= 1, "WAKEPUSH_COMPONENT_MAX_INFLIGHT must be >= 1")
-		chk.Require(c.ComponentBackoffMax >= time.Second, "WAKEPUSH_COMPONENT_BACKOFF_MAX must be at least 1s")
-		l.Component = &component.Config{
-			Addr:          c.ComponentAddr,
-			JID:           strings.ToLower(c.ComponentJID),
-			Secret:        secret,
-			KeepAlive:     c.ComponentKeepAlive,
-			MaxStanzaSize: c.ComponentMaxStanza,
-			MaxInFlight:   c.ComponentMaxInFlight,
-			BackoffMax:    c.ComponentBackoffMax,
-		}
-	}
+	c.loadComponents(chk, &l)
 	c.loadConventions(chk, &l)
 	// WAKEPUSH_COMPONENT_JID without an address is valid: HTTP-only replicas still hand it out
 	// in registrations while other replicas hold the component connections.
 	chk.Require(!strings.ContainsAny(c.ComponentJID, "@/ "), "WAKEPUSH_COMPONENT_JID=%q: want a bare domain such as push.example.org", c.ComponentJID)
 	return l
+}
+
+// componentEntry is one entry of WAKEPUSH_COMPONENTS.
+type componentEntry struct {
+	JID, Addr string
+	Count     int
+}
+
+// parseComponents parses WAKEPUSH_COMPONENTS: `jid@host:port[*n][,…]`.
+func parseComponents(list string) ([]componentEntry, error) {
+	var out []componentEntry
+	seen := map[string]bool{}
+	for _, item := range strings.Split(list, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		e := componentEntry{Count: 1}
+		if spec, n, ok := strings.Cut(item, "*"); ok {
+			k, err := strconv.Atoi(n)
+			if err != nil || k < 1 || k > maxConnectionsPerServer {
+				return nil, fmt.Errorf("%q: the connection count after * must be 1…%d", item, maxConnectionsPerServer)
+			}
+			item, e.Count = spec, k
+		}
+		jid, addr, ok := strings.Cut(item, "@")
+		if !ok || jid == "" || strings.ContainsAny(jid, "/ ") {
+			return nil, fmt.Errorf("%q: want jid@host:port, e.g. push.example.org@127.0.0.1:5347", item)
+		}
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return nil, fmt.Errorf("%q: %v", item, err)
+		}
+		e.JID, e.Addr = strings.ToLower(jid), addr
+		key := e.JID + "@" + e.Addr
+		if seen[key] {
+			return nil, fmt.Errorf("%q is listed twice (use *n for several connections)", key)
+		}
+		seen[key] = true
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// parseComponentSecrets parses WAKEPUSH_COMPONENT_SECRETS: `jid=secret[,…]` (a secret may
+// contain '=' but not ','). Errors never contain a secret.
+func parseComponentSecrets(s string) (map[string]string, error) {
+	out := map[string]string{}
+	for i, item := range strings.Split(s, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		jid, secret, ok := strings.Cut(item, "=")
+		jid = strings.ToLower(strings.TrimSpace(jid))
+		if !ok || jid == "" || strings.TrimSpace(secret) == "" {
+			return nil, fmt.Errorf("entry %d: want jid=secret", i+1)
+		}
+		if _, dup := out[jid]; dup {
+			return nil, fmt.Errorf("%s is listed twice", jid)
+		}
+		out[jid] = secret
+	}
+	return out, nil
+}
+
+// loadComponents resolves the component connections: WAKEPUSH_COMPONENTS with secrets from
+// WAKEPUSH_COMPONENT_SECRETS (falling back to WAKEPUSH_COMPONENT_SECRET), or the single
+// connection of WAKEPUSH_COMPONENT_ADDR/JID/SECRET.
+func (c *settings) loadComponents(chk *config.Check, l *loaded) {
+	var entries []componentEntry
+	switch {
+	case strings.TrimSpace(c.Components) != "" && c.ComponentAddr != "":
+		chk.Add(fmt.Errorf("set either WAKEPUSH_COMPONENTS or WAKEPUSH_COMPONENT_ADDR, not both"))
+		return
+	case strings.TrimSpace(c.Components) != "":
+		var err error
+		if entries, err = parseComponents(c.Components); err != nil {
+			chk.Add(fmt.Errorf("WAKEPUSH_COMPONENTS: %w", err))
+			return
+		}
+		if c.ComponentJID == "" && len(entries) > 0 {
+			// Registrations hand out the first component's JID unless told otherwise.
+			c.ComponentJID = entries[0].JID
+		}
+	case c.ComponentAddr != "":
+		chk.Require(c.ComponentJID != "", "WAKEPUSH_COMPONENT_JID is required with WAKEPUSH_COMPONENT_ADDR")
+		chk.Require(strings.TrimSpace(os.Getenv(envComponentSecret)) != "", "%s is required with WAKEPUSH_COMPONENT_ADDR", envComponentSecret)
+		if _, _, err := net.SplitHostPort(c.ComponentAddr); err != nil {
+			chk.Add(fmt.Errorf("WAKEPUSH_COMPONENT_ADDR=%q: %v", c.ComponentAddr, err))
+		}
+		entries = []componentEntry{{JID: strings.ToLower(c.ComponentJID), Addr: c.ComponentAddr, Count: 1}}
+	}
+	switch c.ComponentReadiness {
+	case "none", "any", "all":
+	default:
+		chk.Add(fmt.Errorf("WAKEPUSH_COMPONENT_READINESS=%q: want none, any or all", c.ComponentReadiness))
+	}
+	if len(entries) == 0 {
+		return
+	}
+	secrets, err := parseComponentSecrets(os.Getenv(envComponentSecrets))
+	if err != nil {
+		chk.Add(fmt.Errorf("%s: %w", envComponentSecrets, err))
+	}
+	fallback := os.Getenv(envComponentSecret)
+	chk.Require(c.ComponentKeepAlive >= time.Second, "WAKEPUSH_COMPONENT_KEEPALIVE must be at least 1s")
+	chk.Require(c.ComponentMaxStanza >= 4096, "WAKEPUSH_COMPONENT_MAX_STANZA must be at least 4096 bytes")
+	chk.Require(c.ComponentMaxInFlight >= 1, "WAKEPUSH_COMPONENT_MAX_INFLIGHT must be >= 1")
+	chk.Require(c.ComponentBackoffMax >= time.Second, "WAKEPUSH_COMPONENT_BACKOFF_MAX must be at least 1s")
+	for _, e := range entries {
+		secret, ok := secrets[e.JID]
+		if !ok {
+			secret = fallback
+		}
+		if strings.TrimSpace(secret) == "" {
+			if c.ComponentAddr == "" { // (the single-connection case is reported above)
+				chk.Add(fmt.Errorf("no secret for component %s: add it to %s (or set %s)", e.JID, envComponentSecrets, envComponentSecret))
+			}
+			continue
+		}
+		for i := 1; i <= e.Count; i++ {
+			l.Components = append(l.Components, component.Config{
+				Addr:          e.Addr,
+				JID:           e.JID,
+				Secret:        secret,
+				Connection:    i,
+				KeepAlive:     c.ComponentKeepAlive,
+				MaxStanzaSize: c.ComponentMaxStanza,
+				MaxInFlight:   c.ComponentMaxInFlight,
+				BackoffMax:    c.ComponentBackoffMax,
+			})
+		}
+	}
+	for jid := range secrets {
+		if !slices.ContainsFunc(entries, func(e componentEntry) bool { return e.JID == jid }) {
+			chk.Add(fmt.Errorf("%s names %s, which is not in WAKEPUSH_COMPONENTS", envComponentSecrets, jid))
+		}
+	}
 }
 
 // loadConventions reads the ad-hoc and fpush convention settings.

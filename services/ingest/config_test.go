@@ -59,7 +59,7 @@ func TestConfigValid(t *testing.T) {
 	if err := chk.Err(); err != nil {
 		t.Fatal(err)
 	}
-	if l.Component != nil || l.Tenants.Len() != 1 || l.Keys.CurrentKeyID() != "t1" || len(l.Apps.All()) != 2 {
+	if len(l.Components) != 0 || l.Tenants.Len() != 1 || l.Keys.CurrentKeyID() != "t1" || len(l.Apps.All()) != 2 {
 		t.Fatalf("loaded %+v", l)
 	}
 }

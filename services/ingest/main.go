@@ -9,8 +9,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -64,7 +66,7 @@ func run(ctx context.Context, args []string) error {
 	defer base.Close()
 	log := base.Log
 	log.Info("configuration", "apps", len(deps.Apps.All()), "node_key", deps.Keys.CurrentKeyID(),
-		"event_tenants", deps.Tenants.Len(), "component", deps.Component != nil, "component_jid", cfg.ComponentJID,
+		"event_tenants", deps.Tenants.Len(), "component_connections", len(deps.Components), "component_jid", cfg.ComponentJID,
 		"adhoc_services", len(deps.Adhoc), "push_modules", deps.Tokens != nil)
 
 	// 3. Kafka: topics, producer, the unregistered-device set.
@@ -122,21 +124,21 @@ func run(ctx context.Context, args []string) error {
 	go func() { httpDone <- httpSrv.Serve(ln) }()
 	log.Info("HTTP API listening", "addr", ln.Addr().String())
 
-	// 6. XEP-0114 component (optional).
+	// 6. XEP-0114 component connections (optional), each reconnecting on its own.
 	compCtx, stopComp := context.WithCancel(ctx)
 	defer stopComp()
-	compDone := make(chan error, 1)
-	if deps.Component != nil {
-		cc := *deps.Component
-		cc.Log = log
-		cc.DrainTimeout = common.DrainTimeout
-		comp, err := newComponent(cc, ing, deps.Adhoc, deps.AdhocRate)
-		if err != nil {
-			return err
-		}
-		go func() { compDone <- comp.Run(compCtx) }()
-	} else {
-		compDone <- nil
+	comps, err := newComponents(deps.Components, log, common.DrainTimeout, ing, deps.Adhoc, deps.AdhocRate)
+	if err != nil {
+		return err
+	}
+	compDone := make(chan struct{})
+	var compWG sync.WaitGroup
+	for _, comp := range comps {
+		compWG.Go(func() { _ = comp.Run(compCtx) })
+	}
+	go func() { compWG.Wait(); close(compDone) }()
+	if check := componentsCheck(comps, cfg.ComponentReadiness); check != nil {
+		base.Admin.AddCheck(admin.Check{Name: "components", Fn: check})
 	}
 
 	base.Admin.SetReady(true, "")
@@ -177,11 +179,61 @@ func run(ctx context.Context, args []string) error {
 	return nil
 }
 
+// newComponents builds one component client per configured connection. The connections of one
+// JID share its ad-hoc command handler (and so its per-account rate limit).
+func newComponents(cfgs []component.Config, log *slog.Logger, drain time.Duration, ing *core.Ingester,
+	services adhoc.Services, perAccount core.Rate) ([]*component.Component, error) {
+	cmds := map[string]*adhoc.Commands{}
+	var out []*component.Component
+	for _, cc := range cfgs {
+		cc.Log = log
+		cc.DrainTimeout = drain
+		if len(services) > 0 && cmds[cc.JID] == nil {
+			cmds[cc.JID] = adhoc.New(ing, cc.JID, services, perAccount)
+		}
+		comp, err := newComponentWith(cc, ing, cmds[cc.JID])
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, comp)
+	}
+	return out, nil
+}
+
+// componentsCheck is the readiness check of WAKEPUSH_COMPONENT_READINESS (nil for none or
+// without components): any = at least one connection is up, all = every connection is up.
+func componentsCheck(comps []*component.Component, mode string) func(context.Context) error {
+	if len(comps) == 0 || (mode != "any" && mode != "all") {
+		return nil
+	}
+	return func(context.Context) error {
+		var down []string
+		for _, c := range comps {
+			if !c.Connected() {
+				down = append(down, c.Name())
+			}
+		}
+		if len(down) == 0 || (mode == "any" && len(down) < len(comps)) {
+			return nil
+		}
+		return fmt.Errorf("not connected: %s", strings.Join(down, ", "))
+	}
+}
+
 // newComponent is the XEP-0114 component with ingest's IQ handlers: XEP-0357 publishes and, when
 // services are configured, the p2/Conversations ad-hoc commands (disco#info and pings are
 // answered by the component itself).
 func newComponent(cc component.Config, ing *core.Ingester, services adhoc.Services, perAccount core.Rate) (*component.Component, error) {
-	if len(services) > 0 && cc.Features == nil {
+	var cmds *adhoc.Commands
+	if len(services) > 0 {
+		cmds = adhoc.New(ing, cc.JID, services, perAccount)
+	}
+	return newComponentWith(cc, ing, cmds)
+}
+
+// newComponentWith is newComponent with the ad-hoc command handler (nil: no commands).
+func newComponentWith(cc component.Config, ing *core.Ingester, cmds *adhoc.Commands) (*component.Component, error) {
+	if cmds != nil && cc.Features == nil {
 		cc.Features = []string{xmpp.NSDiscoInfo, xmpp.NSDiscoItem, xmpp.NSPing, xmpp.NSPush, adhoc.NSCommands}
 	}
 	source := core.SourceName(wakepushv1.EventSource_EVENT_SOURCE_XMPP_COMPONENT)
@@ -195,8 +247,7 @@ func newComponent(cc component.Config, ing *core.Ingester, services adhoc.Servic
 		return nil, err
 	}
 	comp.Handle("set", xmpp.NSPubSub, "pubsub", "publish", true, xep0357.NewHandler(ing).HandlePublish)
-	if len(services) > 0 {
-		cmds := adhoc.New(ing, cc.JID, services, perAccount)
+	if cmds != nil {
 		comp.Handle("set", adhoc.NSCommands, "command", "adhoc", true, cmds.HandleCommand)
 		comp.Handle("get", xmpp.NSDiscoItem, "query", "disco_items", false, cmds.HandleDiscoItems)
 	}

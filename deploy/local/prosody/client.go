@@ -141,6 +141,18 @@ func (c *Client) Message(to, body string) {
 	}
 }
 
+// MessageXML sends a chat message to the bare JID to whose children are inner (XML text, e.g.
+// an OMEMO <encrypted/> element or a Jingle Message Initiation <propose/>).
+func (c *Client) MessageXML(to, inner string) {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := c.sess.Send(ctx, raw(`<message xmlns='jabber:client' to='`+to+`' type='chat' id='m`+time.Now().Format("150405.000000000")+`'>`+inner+`</message>`))
+	if err != nil {
+		c.t.Fatalf("send message: %v", err)
+	}
+}
+
 // Close ends the session cleanly: the user goes offline.
 func (c *Client) Close() {
 	if c.sess == nil {

@@ -42,6 +42,9 @@ type Config struct {
 	JID string
 	// Secret is the shared component secret.
 	Secret string
+	// Connection numbers this connection among several to the same server as the same JID
+	// (ejabberd balances stanzas over them); it labels logs and metrics. 0 is treated as 1.
+	Connection int
 
 	// Identity and Features are announced in disco#info. Defaults: pubsub/push, and the
 	// features disco#info, disco#items, ping and urn:xmpp:push:0.
@@ -94,7 +97,8 @@ type Component struct {
 	routes map[routeKey]route
 
 	connected atomic.Bool
-	attrCache sync.Map // answerKey → metric.MeasurementOption
+	attrCache sync.Map      // answerKey → metric.MeasurementOption
+	connAttrs attribute.Set // component_jid, server, connection
 
 	iqDuration  metric.Float64Histogram
 	connections metric.Int64UpDownCounter
@@ -145,7 +149,11 @@ func New(cfg Config) (*Component, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	c := &Component{cfg: cfg, log: cfg.Log.With("component_jid", cfg.JID, "server", cfg.Addr), routes: map[routeKey]route{}}
+	if cfg.Connection <= 0 {
+		cfg.Connection = 1
+	}
+	c := &Component{cfg: cfg, log: cfg.Log.With("component_jid", cfg.JID, "server", cfg.Addr, "connection", cfg.Connection), routes: map[routeKey]route{},
+		connAttrs: attribute.NewSet(attribute.String("component_jid", cfg.JID), attribute.String("server", cfg.Addr), attribute.Int("connection", cfg.Connection))}
 	meter := otel.Meter("github.com/wakepush/wakepush/services/ingest")
 	var err error
 	if c.iqDuration, err = meter.Float64Histogram("wakepush.ingest.iq.duration", metric.WithUnit("s"),
@@ -154,11 +162,11 @@ func New(cfg Config) (*Component, error) {
 		return nil, err
 	}
 	if c.connections, err = meter.Int64UpDownCounter("wakepush.ingest.component.connections",
-		metric.WithDescription("established XEP-0114 component connections")); err != nil {
+		metric.WithDescription("established XEP-0114 component connections, by component_jid, server and connection (1 while connected)")); err != nil {
 		return nil, err
 	}
 	if c.sessions, err = meter.Int64Counter("wakepush.ingest.component.sessions",
-		metric.WithDescription("component connection attempts by outcome")); err != nil {
+		metric.WithDescription("component connection attempts by component_jid, server, connection and outcome")); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -166,6 +174,11 @@ func New(cfg Config) (*Component, error) {
 
 // JID is the component's JID.
 func (c *Component) JID() string { return c.cfg.JID }
+
+// Name is "jid@server#connection", which names the connection in logs and readiness.
+func (c *Component) Name() string {
+	return fmt.Sprintf("%s@%s#%d", c.cfg.JID, c.cfg.Addr, c.cfg.Connection)
+}
 
 // Connected reports whether the component is currently connected and authenticated.
 func (c *Component) Connected() bool { return c.connected.Load() }
@@ -201,7 +214,8 @@ func (c *Component) Run(ctx context.Context) error {
 				attempt = 0
 			}
 		}
-		c.sessions.Add(context.Background(), 1, metric.WithAttributes(attribute.String("outcome", outcome)))
+		attrs := append(c.connAttrs.ToSlice(), attribute.String("outcome", outcome))
+		c.sessions.Add(context.Background(), 1, metric.WithAttributes(attrs...))
 		d := c.backoff(attempt)
 		attempt++
 		c.logSessionEnd(err, d)
@@ -286,10 +300,10 @@ func (c *Component) session(ctx context.Context) (established bool, err error) {
 	cn := &conn{c: c, nc: nc, sem: make(chan struct{}, c.cfg.MaxInFlight), hctx: hctx, hcancel: hcancel}
 	cn.lastW.Store(time.Now().UnixNano())
 	c.connected.Store(true)
-	c.connections.Add(context.Background(), 1)
+	c.connections.Add(context.Background(), 1, metric.WithAttributeSet(c.connAttrs))
 	defer func() {
 		c.connected.Store(false)
-		c.connections.Add(context.Background(), -1)
+		c.connections.Add(context.Background(), -1, metric.WithAttributeSet(c.connAttrs))
 	}()
 	c.log.Info("component connected")
 
