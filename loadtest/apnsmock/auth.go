@@ -82,6 +82,9 @@ type connState struct {
 	conn net.Conn
 	cur  atomic.Pointer[connToken]
 
+	goAway atomic.Bool                 // the next response carries GOAWAY (Server.GoAway)
+	cert   atomic.Pointer[certVerdict] // the client certificate's verdict, cached
+
 	mu         sync.Mutex
 	team       string
 	lastChange time.Time // when the bearer token was last replaced
@@ -200,6 +203,7 @@ func (c *connSet) closeAll(keep net.Conn) int {
 func (s *Server) connContext(ctx context.Context, c net.Conn) context.Context {
 	cs := &connState{conn: c}
 	s.conns.add(c, cs)
+	s.connsOpened.Add(1)
 	s.metrics.connsTotal.Inc()
 	s.log.Debug("apns-mock connection opened", "remote", c.RemoteAddr().String())
 	return context.WithValue(ctx, connKey{}, cs)

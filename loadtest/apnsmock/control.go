@@ -28,6 +28,7 @@ import (
 //	POST /control/topics                  {"topic":..}
 //	GET  /control/faults, POST /control/faults  see faultsJSON
 //	POST /control/drop-connections        {"dropped":n}; closes all other connections
+//	POST /control/goaway                  {"marked":n}; GoAway(): every connection gets GOAWAY after its next response
 //	GET  /metrics                         Prometheus text format
 //
 // POSTs answer 204 No Content on success and 400 with a text message on bad
@@ -191,6 +192,9 @@ func (s *Server) controlHandler() http.Handler {
 		}
 		writeJSON(w, map[string]int{"dropped": s.conns.closeAll(keep)})
 	})
+	mux.HandleFunc("POST /control/goaway", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, map[string]int{"marked": s.GoAway()})
+	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
 	return mux
 }
@@ -205,6 +209,8 @@ type faultsJSON struct {
 	RateStall         float64  `json:"rate_stall"`
 	RateReset         float64  `json:"rate_reset"`
 	RateDrop          float64  `json:"rate_drop"`
+	RateGoAway        float64  `json:"rate_goaway"`
+	GoAwayReason      string   `json:"goaway_reason,omitempty"`
 	PerDeviceLimit    int      `json:"per_device_limit"`
 	PerDeviceWindowMs int64    `json:"per_device_window_ms"`
 	LatencyMs         *float64 `json:"latency_ms,omitempty"`
@@ -214,12 +220,13 @@ type faultsJSON struct {
 func faultsToJSON(f Faults) faultsJSON {
 	return faultsJSON{
 		Rate500: f.Rate500, Rate503: f.Rate503, RateStall: f.RateStall, RateReset: f.RateReset, RateDrop: f.RateDrop,
+		RateGoAway: f.RateGoAway, GoAwayReason: f.GoAwayReason,
 		PerDeviceLimit: f.PerDeviceLimit, PerDeviceWindowMs: f.PerDeviceWindow.Milliseconds(),
 	}
 }
 
 func (j faultsJSON) faults(old Faults) (Faults, error) {
-	for _, r := range []float64{j.Rate500, j.Rate503, j.RateStall, j.RateReset, j.RateDrop} {
+	for _, r := range []float64{j.Rate500, j.Rate503, j.RateStall, j.RateReset, j.RateDrop, j.RateGoAway} {
 		if r < 0 || r > 1 {
 			return Faults{}, errors.New("rates must be within [0,1]")
 		}
@@ -229,6 +236,7 @@ func (j faultsJSON) faults(old Faults) (Faults, error) {
 	}
 	f := Faults{
 		Rate500: j.Rate500, Rate503: j.Rate503, RateStall: j.RateStall, RateReset: j.RateReset, RateDrop: j.RateDrop,
+		RateGoAway: j.RateGoAway, GoAwayReason: j.GoAwayReason,
 		PerDeviceLimit: j.PerDeviceLimit, PerDeviceWindow: time.Duration(j.PerDeviceWindowMs) * time.Millisecond,
 		Latency: old.Latency,
 	}

@@ -16,6 +16,34 @@
 //	c.Host = srv.URL()
 //	c.HTTPClient.Transport.(*http2.Transport).TLSClientConfig = &tls.Config{RootCAs: srv.CertPool()}
 //
+// # Certificate authentication
+//
+// The server requests a TLS client certificate but does not require one, so
+// token clients are unaffected. A connection that presents one is
+// authenticated by it; the authorization header on such a connection is
+// ignored (Apple: "When the provider certificate is used to establish a
+// connection, this request header is ignored"). Trust a CA for client
+// certificates with Config.ClientCAs or AddClientCA and issue Apple-style
+// push certificates with CA.IssueClientCert (subject UID and CN "Apple Push
+// Services: <bundle id>", OU = team id, Apple's development/production
+// extensions 1.2.840.113635.100.6.3.1/.2; ClientCert.PEM is the
+// certificate+key file apns2's certificate.FromPemFile reads):
+//
+//	srv.AddClientCA(srv.CA().Cert)
+//	cc, _ := srv.CA().IssueClientCert(apnsmock.ClientCertOptions{Topic: "im.example.chat"})
+//	c := apns2.NewClient(cc.TLS) // then Host and RootCAs as above
+//
+// The certificate must chain to a trusted client CA, be valid now (Config.Now)
+// and allow client auth, else 403 BadCertificate; a certificate marked for
+// the other environment only (Config.Environment "production" or "sandbox")
+// gets 403 BadCertificateEnvironment. It is good for its topic (subject UID,
+// else the CN after "…: ") and, for a bundle id, that bundle's push-type
+// variants (.voip, .complication, …) like Apple's universal certificate; any
+// other topic gets 400 TopicDisallowed (topics registered with AddTopic do
+// not matter for certificate connections), and a missing apns-topic defaults
+// to the certificate's. The verdict is cached per connection. Pushes record
+// Auth "certificate" and the certificate's OU as TeamID.
+//
 // # Protocol
 //
 // HTTP/2 over TLS 1.2+ with ALPN h2 and the configured
@@ -30,9 +58,12 @@
 //
 //  1. apns-id not a canonical UUID            400 BadMessageId
 //  2. method not POST                         405 MethodNotAllowed
-//  3. an apns-* or authorization header twice 400 DuplicateHeaders
-//  4. no apns-topic                           400 MissingTopic
-//  5. topic not registered (AddTopic)         400 TopicDisallowed
+//  3. an apns-* or authorization header twice 400 DuplicateHeaders;
+//     then, on a connection with a client certificate, its verdict:
+//     403 BadCertificate / BadCertificateEnvironment
+//  4. no apns-topic (with a certificate: it names the topic) 400 MissingTopic
+//  5. topic not registered (AddTopic), or not the certificate's
+//     400 TopicDisallowed
 //  6. apns-collapse-id > 64 bytes             400 BadCollapseId
 //  7. apns-priority not 1, 5 or 10            400 BadPriority
 //  8. apns-expiration not a UNIX time         400 BadExpirationDate
@@ -49,7 +80,8 @@
 //  14. Unregister / ExpireToken               410 Unregistered / ExpiredToken + timestamp
 //  15. SetBadToken                            400 BadDeviceToken
 //  16. SetTokenTopic to another topic         400 DeviceTokenNotForTopic
-//  17. no "bearer" authorization              403 MissingProviderToken
+//  17. (token connections only; certificate connections skip 17–20)
+//     no "bearer" authorization              403 MissingProviderToken
 //  18. JWT not ES256, bad signature, unknown kid, iss not the key's team,
 //     no iat, or a second team on the TLS connection  403 InvalidProviderToken
 //  19. iat older than 1 h                     403 ExpiredProviderToken
@@ -61,15 +93,34 @@
 //     Apple documents no reason for malformed JSON)
 //
 // Then faults: per-device limit (429 TooManyRequests), Rate500, Rate503,
-// RateStall, RateReset (RST_STREAM), RateDrop (TCP close); see Config. Only
-// pushes that pass everything are recorded (Pushes, PushesFor, OnPush).
+// RateStall, RateReset (RST_STREAM), RateDrop (TCP close), RateGoAway; see
+// Config. Only pushes that pass everything are recorded (Pushes, PushesFor,
+// OnPush).
+//
+// # GOAWAY
+//
+// RateGoAway (and Server.GoAway or POST /control/goaway for every open
+// connection's next response) closes a connection gracefully: the response
+// carries "Connection: close", on which net/http's HTTP/2 server sends GOAWAY
+// with NO_ERROR and the highest stream id it received, answers those streams,
+// and closes the connection about a second later (its goAwayTimeout); streams
+// the client opened after that id are not processed, so a client retries them
+// on a new connection and nothing is accepted twice. The triggering push is
+// accepted, or, with GoAwayReason (e.g. "Shutdown"), answered with that reason
+// (503 for Shutdown), which is how APNs announces a closing connection.
+// net/http offers no way to emit GOAWAY on one connection or to put debug
+// data into the frame, so the JSON reason APNs may send in the GOAWAY's debug
+// data is not sent there; the per-response trigger is the closest real
+// behaviour (a per-connection graceful close). Server.Close sends GOAWAY on
+// every connection (http.Server.Shutdown).
 //
 // JWTs are verified with github.com/golang-jwt/jwt/v5 once per distinct token
 // (cached, invalidated when keys change); a connection re-using its current
 // token costs one atomic load.
 //
 // Not modelled: the single stream APNs allows before the first valid JWT,
-// GOAWAY with a JSON reason, closing a connection after many errors or after
-// TooManyProviderTokenUpdates, idle timeouts, topic ownership per team, and
-// certificate (mTLS) authentication.
+// debug data (a JSON reason) in GOAWAY frames, closing a connection after
+// many errors or after TooManyProviderTokenUpdates, idle timeouts, topic
+// ownership per team, the topics extension (1.2.840.113635.100.6.3.6) of
+// Apple's universal certificates, and certificate revocation.
 package apnsmock

@@ -25,6 +25,7 @@ var errorBodies = func() map[string][]byte {
 
 var (
 	jsonContentType = []string{"application/json; charset=utf-8"}
+	connectionClose = []string{"close"}
 	bodyPool        = sync.Pool{New: func() any { b := make([]byte, maxVoIPPayloadSize+1); return &b }}
 )
 
@@ -56,6 +57,10 @@ func (s *Server) servePush(w http.ResponseWriter, r *http.Request) {
 	}
 	h := r.Header
 	wh := w.Header()
+	cs := connFromContext(r.Context())
+	if cs != nil && cs.goAway.Load() && cs.goAway.CompareAndSwap(true, false) {
+		wh["Connection"] = connectionClose // Server.GoAway: GOAWAY after this response
+	}
 
 	// apns-id: echoed (lowercased) when valid, otherwise assigned.
 	apnsID, idOK := "", true
@@ -83,15 +88,36 @@ func (s *Server) servePush(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	// Certificate auth: a connection that presented a client certificate is
+	// authenticated by it (an authorization header on it is ignored, as
+	// Apple documents). The certificate names the topics.
+	cv := s.certAuth(r, cs)
+	if cv != nil && cv.reason != "" {
+		s.reject(w, r, cv.reason)
+		return
+	}
 	topic := first(h["Apns-Topic"])
+	if topic == "" && cv != nil {
+		topic = cv.topic // with a certificate, the topic defaults to its subject
+	}
 	if topic == "" {
 		s.reject(w, r, ReasonMissingTopic)
 		return
 	}
-	ti, ok := s.lookupTopic(topic)
-	if !ok {
-		s.reject(w, r, ReasonTopicDisallowed)
-		return
+	var ti topicInfo
+	if cv != nil {
+		if !cv.allows(topic) {
+			s.reject(w, r, ReasonTopicDisallowed)
+			return
+		}
+		base, pt := splitTopic(topic)
+		ti = topicInfo{base: base, pushType: pt}
+	} else {
+		var ok bool
+		if ti, ok = s.lookupTopic(topic); !ok {
+			s.reject(w, r, ReasonTopicDisallowed)
+			return
+		}
 	}
 
 	collapseID := first(h["Apns-Collapse-Id"])
@@ -164,10 +190,15 @@ func (s *Server) servePush(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	id, reason := s.authenticate(r, arrived)
-	if reason != "" {
-		s.reject(w, r, reason)
-		return
+	authKind := "certificate"
+	id := cv.identity()
+	if cv == nil {
+		authKind = "token"
+		var reason string
+		if id, reason = s.authenticate(r, arrived); reason != "" {
+			s.reject(w, r, reason)
+			return
+		}
 	}
 
 	limit := maxPayloadSize
@@ -214,6 +245,7 @@ func (s *Server) servePush(w http.ResponseWriter, r *http.Request) {
 		ReceivedAt: arrived,
 		TeamID:     id.teamID,
 		KeyID:      id.keyID,
+		Auth:       authKind,
 	}
 	s.store.add(p)
 	if s.onPush != nil {
@@ -226,7 +258,7 @@ func (s *Server) servePush(w http.ResponseWriter, r *http.Request) {
 // injectFault applies the random faults; it reports whether the request was
 // consumed.
 func (s *Server) injectFault(w http.ResponseWriter, r *http.Request, f *Faults) bool {
-	if f.Rate500 == 0 && f.Rate503 == 0 && f.RateStall == 0 && f.RateReset == 0 && f.RateDrop == 0 {
+	if f.Rate500 == 0 && f.Rate503 == 0 && f.RateStall == 0 && f.RateReset == 0 && f.RateDrop == 0 && f.RateGoAway == 0 {
 		return false
 	}
 	switch {
@@ -253,6 +285,13 @@ func (s *Server) injectFault(w http.ResponseWriter, r *http.Request, f *Faults) 
 		} else {
 			panic(http.ErrAbortHandler)
 		}
+	case hit(f.RateGoAway):
+		s.metrics.fault("goaway")
+		w.Header()["Connection"] = connectionClose
+		if f.GoAwayReason == "" {
+			return false // accepted as usual; GOAWAY follows the response
+		}
+		s.reject(w, r, f.GoAwayReason)
 	default:
 		return false
 	}
@@ -277,10 +316,14 @@ func (s *Server) sleep(r *http.Request, d time.Duration) bool {
 
 func (s *Server) reject(w http.ResponseWriter, r *http.Request, reason string) {
 	status := reasonStatus[reason]
+	body := errorBodies[reason]
+	if status == 0 { // an unknown reason (GoAwayReason): as APNs' 503 Shutdown
+		status, body = http.StatusServiceUnavailable, []byte(`{"reason":`+strconv.Quote(reason)+`}`)
+	}
 	wh := w.Header()
 	wh["Content-Type"] = jsonContentType
 	w.WriteHeader(status)
-	_, _ = w.Write(errorBodies[reason])
+	_, _ = w.Write(body)
 	s.metrics.rejected(reason)
 	if s.log.Enabled(r.Context(), slog.LevelDebug) {
 		s.log.Debug("apns-mock rejected push", "status", status, "reason", reason,

@@ -65,6 +65,18 @@ type Config struct {
 	RateStall float64
 	RateReset float64
 	RateDrop  float64
+	// RateGoAway is the probability that a push closes its connection
+	// gracefully: the response carries "Connection: close", so the HTTP/2
+	// server sends GOAWAY (NO_ERROR, last stream id = the highest stream
+	// received), finishes the streams in flight and then closes the
+	// connection; the client opens a new one. Applied after RateDrop.
+	RateGoAway float64
+	// GoAwayReason, when set (e.g. "Shutdown"), answers the push that
+	// triggers a GOAWAY with that APNs reason (its status, 503 for an unknown
+	// reason) instead of accepting it. net/http's HTTP/2 server cannot put
+	// debug data into the GOAWAY frame, so the JSON reason APNs sends there
+	// travels in this response body instead.
+	GoAwayReason string
 	// PerDeviceLimit > 0 allows at most that many accepted pushes per device
 	// token per PerDeviceWindow (fixed window, default
 	// DefaultPerDeviceWindow); further pushes get 429 TooManyRequests.
@@ -91,6 +103,16 @@ type Config struct {
 	Topics []string
 	Keys   []Key
 
+	// ClientCAs are trusted for certificate (TLS client certificate)
+	// authentication, as if by AddClientCA. The server always requests a
+	// client certificate but does not require one, so token clients work
+	// unchanged; see CA.IssueClientCert.
+	ClientCAs []*x509.Certificate
+	// Environment is "production", "sandbox" or "" (both): a client
+	// certificate marked for the other environment only gets 403
+	// BadCertificateEnvironment.
+	Environment string
+
 	// Now is the clock (default time.Now); tests use it to age tokens.
 	Now func() time.Time
 	// Logger receives connection and control events (Info) and every rejected
@@ -113,6 +135,8 @@ type Faults struct {
 	RateStall       float64
 	RateReset       float64
 	RateDrop        float64
+	RateGoAway      float64
+	GoAwayReason    string
 	PerDeviceLimit  int
 	PerDeviceWindow time.Duration
 	Latency         func() time.Duration
@@ -128,9 +152,10 @@ type Push struct {
 	Priority   int             `json:"priority"`   // effective priority: 10 when the header is absent (APNs default)
 	Expiration int64           `json:"expiration"` // apns-expiration (UNIX seconds), 0 if absent
 	Payload    json.RawMessage `json:"payload"`
-	ReceivedAt time.Time       `json:"received_at"` // when the request arrived, before injected latency
-	TeamID     string          `json:"team_id"`
-	KeyID      string          `json:"key_id"`
+	ReceivedAt time.Time       `json:"received_at"`      // when the request arrived, before injected latency
+	TeamID     string          `json:"team_id"`          // the JWT's team, or the client certificate's OU
+	KeyID      string          `json:"key_id,omitempty"` // the JWT's kid ("" with certificate auth)
+	Auth       string          `json:"auth"`             // "token" or "certificate"
 }
 
 // Server is a running mock APNs endpoint. New starts it; Close stops it.
@@ -162,6 +187,9 @@ type Server struct {
 	limiter      *deviceLimiter
 	store        *pushStore
 	conns        connSet
+	env          string
+	connsOpened  atomic.Uint64
+	clientCAs    clientCAs
 }
 
 type keyEntry struct {
@@ -194,9 +222,19 @@ func New(cfg Config) (*Server, error) {
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
+	switch cfg.Environment {
+	case "", EnvProduction, EnvSandbox:
+		s.env = cfg.Environment
+	default:
+		return nil, fmt.Errorf("apnsmock: environment %q: want production, sandbox or empty", cfg.Environment)
+	}
+	for _, c := range cfg.ClientCAs {
+		s.AddClientCA(c)
+	}
 	s.SetFaults(Faults{
 		Rate500: cfg.Rate500, Rate503: cfg.Rate503, RateStall: cfg.RateStall,
 		RateReset: cfg.RateReset, RateDrop: cfg.RateDrop,
+		RateGoAway: cfg.RateGoAway, GoAwayReason: cfg.GoAwayReason,
 		PerDeviceLimit: cfg.PerDeviceLimit, PerDeviceWindow: cfg.PerDeviceWindow,
 		Latency: cfg.Latency,
 	})
@@ -252,6 +290,11 @@ func New(cfg Config) (*Server, error) {
 		TLSConfig: &tls.Config{
 			Certificates: []tls.Certificate{cert},
 			MinVersion:   tls.VersionTLS12,
+			// Certificate auth: ask for a client certificate, accept its
+			// absence (token auth) and verify it per request (certauth.go),
+			// so that a bad one gets APNs' 403 BadCertificate, not a
+			// failed handshake.
+			ClientAuth: tls.RequestClientCert,
 		},
 		ConnContext: s.connContext,
 		ConnState:   s.connStateHook,
@@ -394,6 +437,24 @@ func (s *Server) Faults() Faults { return *s.faults.Load() }
 // DropConnections closes every open client connection abruptly (no GOAWAY)
 // and returns how many were closed.
 func (s *Server) DropConnections() int { return s.conns.closeAll(nil) }
+
+// GoAway makes every open connection close gracefully after its next
+// response: that response carries "Connection: close", the HTTP/2 server
+// sends GOAWAY (NO_ERROR), finishes the streams in flight and closes the
+// connection. It returns how many connections were marked. Idle connections
+// are not closed until they carry another request.
+func (s *Server) GoAway() int {
+	s.conns.mu.Lock()
+	defer s.conns.mu.Unlock()
+	for _, cs := range s.conns.m {
+		cs.goAway.Store(true)
+	}
+	return len(s.conns.m)
+}
+
+// ConnectionsOpened returns the number of client connections accepted since
+// start.
+func (s *Server) ConnectionsOpened() uint64 { return s.connsOpened.Load() }
 
 // OpenConnections returns the number of open client connections.
 func (s *Server) OpenConnections() int { return s.conns.len() }

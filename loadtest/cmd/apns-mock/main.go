@@ -1,6 +1,6 @@
 // Command apns-mock runs the wakepush mock of Apple's APNs provider API
 // (package github.com/wakepush/wakepush/loadtest/apnsmock): HTTP/2 over TLS,
-// token (JWT) authentication, Apple's validation and error reasons, fault
+// token (JWT) and certificate (TLS client certificate) authentication, Apple's validation and error reasons, fault
 // injection, a control API under /control/ and Prometheus metrics at /metrics.
 //
 // Every flag can also be set by an environment variable APNSMOCK_<FLAG> (upper
@@ -16,7 +16,10 @@
 // certificate; -gen-key writes a new .p8 to the path if none exists there and
 // registers it, so that a dev stack needs no real Apple key. -ca-cert/-ca-key
 // keep the CA across restarts (loaded if both files exist, generated and
-// written otherwise), so clients need not re-read -ca-out.
+// written otherwise), so clients need not re-read -ca-out. -client-ca trusts a
+// CA for certificate auth (issue client certificates with
+// apnsmock.CA.IssueClientCert); -rate-goaway closes connections gracefully
+// with an HTTP/2 GOAWAY.
 //
 // When ready it logs "apns-mock listening" (JSON, stdout) with the URL;
 // GET /control/healthz answers 200. SIGINT/SIGTERM shut it down gracefully.
@@ -25,6 +28,8 @@ package main
 import (
 	"context"
 	"crypto/ecdsa"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
@@ -81,6 +86,10 @@ type options struct {
 	maxStreams    uint
 	maxRecords    int
 	logLevel      string
+	rateGoAway    float64
+	goAwayReason  string
+	clientCAs     listFlag
+	environment   string
 }
 
 func parseFlags(args []string, getenv func(string) string) (*options, error) {
@@ -102,6 +111,10 @@ func parseFlags(args []string, getenv func(string) string) (*options, error) {
 	fs.Float64Var(&o.rateStall, "rate-stall", 0, "fraction of valid pushes never answered")
 	fs.Float64Var(&o.rateReset, "rate-reset", 0, "fraction of valid pushes whose stream is reset (RST_STREAM)")
 	fs.Float64Var(&o.rateDrop, "rate-drop", 0, "fraction of valid pushes whose connection is closed")
+	fs.Float64Var(&o.rateGoAway, "rate-goaway", 0, "fraction of valid pushes after which their connection gets GOAWAY and closes gracefully")
+	fs.StringVar(&o.goAwayReason, "goaway-reason", "", "answer the push that triggers a GOAWAY with this reason (e.g. Shutdown) instead of accepting it")
+	fs.Var(&o.clientCAs, "client-ca", "CA certificate PEM file trusted for certificate (TLS client certificate) auth (repeatable)")
+	fs.StringVar(&o.environment, "environment", "", "production, sandbox or empty (both): client certificates for the other environment get BadCertificateEnvironment")
 	fs.IntVar(&o.perDevice, "per-device-limit", 0, "accepted pushes per device per window before 429 TooManyRequests (0: off)")
 	fs.DurationVar(&o.perDeviceWin, "per-device-window", apnsmock.DefaultPerDeviceWindow, "per-device rate-limit window")
 	fs.UintVar(&o.maxStreams, "max-streams", apnsmock.DefaultMaxConcurrentStreams, "HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS")
@@ -136,7 +149,7 @@ func parseFlags(args []string, getenv func(string) string) (*options, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, r := range []float64{o.rate500, o.rate503, o.rateStall, o.rateReset, o.rateDrop} {
+	for _, r := range []float64{o.rate500, o.rate503, o.rateStall, o.rateReset, o.rateDrop, o.rateGoAway} {
 		if r < 0 || r > 1 {
 			return nil, errors.New("rates must be within [0,1]")
 		}
@@ -166,6 +179,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, logOut 
 		RateStall:            o.rateStall,
 		RateReset:            o.rateReset,
 		RateDrop:             o.rateDrop,
+		RateGoAway:           o.rateGoAway,
+		GoAwayReason:         o.goAwayReason,
+		Environment:          o.environment,
 		PerDeviceLimit:       o.perDevice,
 		PerDeviceWindow:      o.perDeviceWin,
 		MaxRecords:           o.maxRecords,
@@ -181,6 +197,26 @@ func run(ctx context.Context, args []string, getenv func(string) string, logOut 
 		cfg.Latency = apnsmock.UniformLatency(o.latency, o.latency+o.latencyJitter)
 	case o.latency > 0:
 		cfg.Latency = apnsmock.FixedLatency(o.latency)
+	}
+	for _, file := range o.clientCAs {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return fmt.Errorf("-client-ca: %w", err)
+		}
+		for rest := b; ; {
+			var blk *pem.Block
+			if blk, rest = pem.Decode(rest); blk == nil {
+				break
+			}
+			if blk.Type != "CERTIFICATE" {
+				continue
+			}
+			c, err := x509.ParseCertificate(blk.Bytes)
+			if err != nil {
+				return fmt.Errorf("-client-ca %s: %w", file, err)
+			}
+			cfg.ClientCAs = append(cfg.ClientCAs, c)
+		}
 	}
 	for _, spec := range o.keys {
 		k, err := loadKey(spec, false)

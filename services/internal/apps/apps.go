@@ -47,6 +47,13 @@ type APNs struct {
 	TeamID  string `yaml:"team_id"`
 	KeyID   string `yaml:"key_id"`
 	KeyFile string `yaml:"key_file"` // .p8 (PKCS#8 PEM, ES256)
+	// CertificateFile selects certificate (TLS client certificate) authentication instead of
+	// token auth: a PEM file with the certificate and its private key, or a .p12 (PKCS#12).
+	// Exactly one of token auth (team_id, key_id, key_file) or certificate_file is set.
+	CertificateFile string `yaml:"certificate_file"`
+	// CertificatePasswordFile holds the password of the .p12 or of an encrypted PEM key
+	// (trailing newline ignored). Optional.
+	CertificatePasswordFile string `yaml:"certificate_password_file"`
 	// Endpoint overrides the production/sandbox hosts (tests and the dev stack point at the mock).
 	Endpoint string `yaml:"endpoint"`
 	// CAFile adds a CA to trust (the mock's); empty means the system roots.
@@ -55,6 +62,10 @@ type APNs struct {
 	// background or voip.
 	PushType string `yaml:"push_type"`
 }
+
+// CertificateAuth reports whether the app authenticates to APNs with a client certificate
+// (certificate_file) rather than a provider token.
+func (a *APNs) CertificateAuth() bool { return a.CertificateFile != "" }
 
 // FCM configures delivery through Firebase.
 type FCM struct {
@@ -133,8 +144,16 @@ func (a *App) validate() error {
 		if a.APNs.Topic == "" {
 			a.APNs.Topic = a.ID
 		}
-		if a.APNs.TeamID == "" || a.APNs.KeyID == "" || a.APNs.KeyFile == "" {
-			errs = append(errs, errors.New("apns needs team_id, key_id and key_file (token auth)"))
+		tokenAuth := a.APNs.TeamID != "" || a.APNs.KeyID != "" || a.APNs.KeyFile != ""
+		switch {
+		case tokenAuth && a.APNs.CertificateFile != "":
+			errs = append(errs, errors.New("apns: set either team_id, key_id and key_file (token auth) or certificate_file (certificate auth), not both"))
+		case a.APNs.CertificateFile != "":
+		case a.APNs.TeamID == "" || a.APNs.KeyID == "" || a.APNs.KeyFile == "":
+			errs = append(errs, errors.New("apns needs team_id, key_id and key_file (token auth) or certificate_file (certificate auth)"))
+		}
+		if a.APNs.CertificatePasswordFile != "" && a.APNs.CertificateFile == "" {
+			errs = append(errs, errors.New("apns.certificate_password_file needs certificate_file"))
 		}
 		switch a.APNs.PushType {
 		case "":

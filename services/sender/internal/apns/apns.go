@@ -1,7 +1,8 @@
 // Package apns delivers wakes to Apple Push Notification service with sideshow/apns2 and token
-// (p8/JWT) authentication: one HTTP/2 client per app and environment on our own transport, one
-// shared JWT per signing key, the per-app payload (payload.go) and the classification of every
-// APNs answer (classify.go).
+// (p8/JWT) or certificate (TLS client certificate) authentication: one HTTP/2 client per app and
+// environment on our own transport, one shared JWT per signing key, one loaded certificate per
+// certificate file, the per-app payload (payload.go) and the classification of every APNs answer
+// (classify.go).
 package apns
 
 import (
@@ -14,10 +15,13 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/sideshow/apns2"
+	"github.com/sideshow/apns2/certificate"
 	"github.com/sideshow/apns2/token"
 	"go.opentelemetry.io/otel/attribute"
 	"golang.org/x/net/http2"
@@ -81,7 +85,7 @@ type clientKey struct {
 type client struct {
 	conns []conn
 	next  atomic.Uint32
-	tok   *token.Token
+	tok   *token.Token // nil with certificate auth
 }
 
 // conn is one HTTP/2 connection's client (its transport keeps a single connection: APNs
@@ -102,13 +106,22 @@ func (c *client) pick() *apns2.Client {
 var _ provider.Provider = (*Pool)(nil)
 
 // Validate reports, with the app's id, every APNs setting of app that cannot work: an unreadable
-// or unparsable key file, an unreadable CA file, an endpoint that is not an https URL.
+// or unparsable key file, certificate or certificate password, an expired certificate, an
+// unreadable CA file, an endpoint that is not an https URL.
 func Validate(app *apps.App, chk *config.Check) {
 	if app.Platform != "apns" || app.APNs == nil {
 		return
 	}
 	a := app.APNs
-	if _, err := token.AuthKeyFromFile(a.KeyFile); err != nil {
+	if a.CertificateAuth() {
+		cert, err := LoadCertificate(a)
+		switch {
+		case err != nil:
+			chk.Add(fmt.Errorf("app %q: %w", app.ID, err))
+		case cert.Leaf != nil && time.Now().After(cert.Leaf.NotAfter):
+			chk.Add(fmt.Errorf("app %q: apns.certificate_file %s: expired on %s", app.ID, a.CertificateFile, cert.Leaf.NotAfter.UTC().Format(time.DateOnly)))
+		}
+	} else if _, err := token.AuthKeyFromFile(a.KeyFile); err != nil {
 		chk.Add(fmt.Errorf("app %q: apns.key_file %s: %w", app.ID, a.KeyFile, err))
 	}
 	if a.CAFile != "" {
@@ -131,20 +144,32 @@ func New(list []*apps.App, opts Options) (*Pool, error) {
 	p := &Pool{opts: opts, clients: map[clientKey]*client{}}
 	type keyID struct{ team, kid, file string }
 	tokens := map[keyID]*token.Token{}
+	type certID struct{ file, password string }
+	certs := map[certID]*tls.Certificate{}
 	for _, app := range list {
 		if app.Platform != "apns" || app.APNs == nil {
 			continue
 		}
 		a := app.APNs
-		k := keyID{a.TeamID, a.KeyID, a.KeyFile}
-		tok := tokens[k]
-		if tok == nil {
+		var tok *token.Token
+		var cert *tls.Certificate
+		if a.CertificateAuth() {
+			k := certID{a.CertificateFile, a.CertificatePasswordFile}
+			if cert = certs[k]; cert == nil {
+				c, err := LoadCertificate(a)
+				if err != nil {
+					return nil, fmt.Errorf("app %q: %w", app.ID, err)
+				}
+				cert = &c
+				certs[k] = cert
+			}
+		} else if tok = tokens[keyID{a.TeamID, a.KeyID, a.KeyFile}]; tok == nil {
 			key, err := token.AuthKeyFromFile(a.KeyFile)
 			if err != nil {
 				return nil, fmt.Errorf("app %q: apns.key_file %s: %w", app.ID, a.KeyFile, err)
 			}
 			tok = &token.Token{AuthKey: key, KeyID: a.KeyID, TeamID: a.TeamID}
-			tokens[k] = tok
+			tokens[keyID{a.TeamID, a.KeyID, a.KeyFile}] = tok
 		}
 		var roots *x509.CertPool
 		if a.CAFile != "" {
@@ -161,24 +186,64 @@ func New(list []*apps.App, opts Options) (*Pool, error) {
 					host = apns2.HostDevelopment
 				}
 			}
-			p.clients[clientKey{app.ID, env}] = newClient(app, env, host, tok, roots, opts)
+			p.clients[clientKey{app.ID, env}] = newClient(app, env, host, auth{tok, cert}, roots, opts)
 		}
 	}
 	return p, nil
 }
 
-func newClient(app *apps.App, env wakepushv1.Environment, host string, tok *token.Token, roots *x509.CertPool, opts Options) *client {
-	c := &client{tok: tok}
+// auth is how a client authenticates: a provider token (JWT) or a TLS client certificate.
+type auth struct {
+	tok  *token.Token
+	cert *tls.Certificate
+}
+
+// LoadCertificate reads an app's APNs client certificate: a .p12/.pfx (PKCS#12) or a PEM file
+// with the certificate and its private key, decrypted with the password in
+// certificate_password_file when set.
+func LoadCertificate(a *apps.APNs) (tls.Certificate, error) {
+	var password string
+	if a.CertificatePasswordFile != "" {
+		b, err := os.ReadFile(a.CertificatePasswordFile)
+		if err != nil {
+			return tls.Certificate{}, fmt.Errorf("apns.certificate_password_file: %w", err)
+		}
+		password = strings.TrimRight(string(b), "\r\n")
+	}
+	var cert tls.Certificate
+	var err error
+	switch strings.ToLower(filepath.Ext(a.CertificateFile)) {
+	case ".p12", ".pfx":
+		cert, err = certificate.FromP12File(a.CertificateFile, password)
+	default:
+		cert, err = certificate.FromPemFile(a.CertificateFile, password)
+	}
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("apns.certificate_file %s: %w", a.CertificateFile, err)
+	}
+	return cert, nil
+}
+
+func newClient(app *apps.App, env wakepushv1.Environment, host string, au auth, roots *x509.CertPool, opts Options) *client {
+	c := &client{tok: au.tok}
 	for range max(opts.Connections, 1) {
-		c.conns = append(c.conns, newConn(app, env, host, tok, roots, opts))
+		c.conns = append(c.conns, newConn(app, env, host, au, roots, opts))
 	}
 	return c
 }
 
-func newConn(app *apps.App, env wakepushv1.Environment, host string, tok *token.Token, roots *x509.CertPool, opts Options) conn {
+func newConn(app *apps.App, env wakepushv1.Environment, host string, au auth, roots *x509.CertPool, opts Options) conn {
 	nd := &net.Dialer{Timeout: opts.DialTimeout, KeepAlive: 15 * time.Second}
+	tlsConf := &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+	ac := &apns2.Client{Host: host, Token: au.tok}
+	if au.cert != nil {
+		// Certificate auth: the certificate goes into our transport's TLS config (as
+		// apns2.NewClient would do with its own transport); each connection carries it.
+		tlsConf.Certificates = []tls.Certificate{*au.cert}
+		ac.Certificate = *au.cert
+	}
 	t := &http2.Transport{
-		TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
+		TLSClientConfig: tlsConf,
 		DialTLSContext: func(ctx context.Context, network, addr string, cfg *tls.Config) (net.Conn, error) {
 			return (&tls.Dialer{NetDialer: nd, Config: cfg}).DialContext(ctx, network, addr)
 		},
@@ -191,11 +256,9 @@ func newConn(app *apps.App, env wakepushv1.Environment, host string, tok *token.
 		attribute.String("wakepush.app", app.ID),
 		attribute.String("wakepush.environment", env.String()),
 	)
-	return conn{
-		// No http.Client timeout: each request carries its own deadline.
-		c:         &apns2.Client{Host: host, Token: tok, HTTPClient: &http.Client{Transport: rt}},
-		transport: t,
-	}
+	// No http.Client timeout: each request carries its own deadline.
+	ac.HTTPClient = &http.Client{Transport: rt}
+	return conn{c: ac, transport: t}
 }
 
 func certPool(file string) (*x509.CertPool, error) {
@@ -253,7 +316,7 @@ func (p *Pool) Send(ctx context.Context, t provider.Target, w *wakepushv1.Wake) 
 		}
 	case resp.Reason == apns2.ReasonTooManyRequests:
 		res.DeviceRateLimited = true
-	case resp.Reason == apns2.ReasonExpiredProviderToken:
+	case resp.Reason == apns2.ReasonExpiredProviderToken && c.tok != nil:
 		c.refreshToken(now)
 	}
 	return res
