@@ -125,7 +125,7 @@ func Validate(app *apps.App, chk *config.Check) {
 		chk.Add(fmt.Errorf("app %q: apns.key_file %s: %w", app.ID, a.KeyFile, err))
 	}
 	if a.CAFile != "" {
-		if _, err := certPool(a.CAFile); err != nil {
+		if _, err := provider.CertPool(a.CAFile); err != nil {
 			chk.Add(fmt.Errorf("app %q: apns.ca_file: %w", app.ID, err))
 		}
 	}
@@ -174,7 +174,7 @@ func New(list []*apps.App, opts Options) (*Pool, error) {
 		var roots *x509.CertPool
 		if a.CAFile != "" {
 			var err error
-			if roots, err = certPool(a.CAFile); err != nil {
+			if roots, err = provider.CertPool(a.CAFile); err != nil {
 				return nil, fmt.Errorf("app %q: apns.ca_file: %w", app.ID, err)
 			}
 		}
@@ -259,18 +259,6 @@ func newConn(app *apps.App, env wakepushv1.Environment, host string, au auth, ro
 	// No http.Client timeout: each request carries its own deadline.
 	ac.HTTPClient = &http.Client{Transport: rt}
 	return conn{c: ac, transport: t}
-}
-
-func certPool(file string) (*x509.CertPool, error) {
-	pem, err := os.ReadFile(file)
-	if err != nil {
-		return nil, err
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("%s: no PEM certificates", file)
-	}
-	return pool, nil
 }
 
 // ErrNoClient is returned (as Result.Err, action Configuration) when a target's app has no

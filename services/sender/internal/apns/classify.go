@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"net"
 	"net/http"
 
 	"github.com/sideshow/apns2"
@@ -102,9 +101,9 @@ func Classify(status int, reason string) provider.Action {
 
 // Transport error classes (Result.Reason when APNs gave no answer).
 const (
-	ReasonTimeout     = "timeout"      // the per-request deadline passed
-	ReasonCanceled    = "canceled"     // the caller gave up (shutdown)
-	ReasonNetwork     = "network"      // dial, TLS, reset, GOAWAY, connection lost
+	ReasonTimeout     = provider.ReasonTimeout
+	ReasonCanceled    = provider.ReasonCanceled
+	ReasonNetwork     = provider.ReasonNetwork
 	ReasonBadResponse = "bad_response" // an answer that is not APNs JSON
 )
 
@@ -112,20 +111,10 @@ const (
 // Retry. parent is the caller's context: its cancellation is "canceled", while the per-request
 // deadline is "timeout".
 func ClassifyError(parent context.Context, err error) string {
-	switch {
-	case parent.Err() != nil:
-		return ReasonCanceled
-	case errors.Is(err, context.DeadlineExceeded):
-		return ReasonTimeout
-	}
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		return ReasonTimeout
-	}
 	var syntaxErr *json.SyntaxError
 	var typeErr *json.UnmarshalTypeError
-	if errors.As(err, &syntaxErr) || errors.As(err, &typeErr) {
+	if parent.Err() == nil && (errors.As(err, &syntaxErr) || errors.As(err, &typeErr)) {
 		return ReasonBadResponse
 	}
-	return ReasonNetwork
+	return provider.TransportReason(parent, err)
 }

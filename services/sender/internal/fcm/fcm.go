@@ -144,7 +144,7 @@ func Validate(app *apps.App, chk *config.Check) {
 		chk.Add(fmt.Errorf("app %q: fcm.credentials_file %s: %w", app.ID, f.CredentialsFile, err))
 	}
 	if f.CAFile != "" {
-		if _, err := certPool(f.CAFile); err != nil {
+		if _, err := provider.CertPool(f.CAFile); err != nil {
 			chk.Add(fmt.Errorf("app %q: fcm.ca_file: %w", app.ID, err))
 		}
 	}
@@ -172,7 +172,7 @@ func New(list []*apps.App, opts Options) (*Pool, error) {
 		}
 		var roots *x509.CertPool
 		if f.CAFile != "" {
-			if roots, err = certPool(f.CAFile); err != nil {
+			if roots, err = provider.CertPool(f.CAFile); err != nil {
 				return nil, fmt.Errorf("app %q: fcm.ca_file: %w", app.ID, err)
 			}
 		}
@@ -218,18 +218,6 @@ func New(list []*apps.App, opts Options) (*Pool, error) {
 func (c *client) resetToken() {
 	ts := c.conf.TokenSource(c.tokCtx) // a ReuseTokenSource: refreshes shortly before expiry
 	c.ts.Store(&ts)
-}
-
-func certPool(file string) (*x509.CertPool, error) {
-	pem, err := os.ReadFile(file)
-	if err != nil {
-		return nil, err
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("%s: no PEM certificates", file)
-	}
-	return pool, nil
 }
 
 // Message is the HTTP v1 request body.
@@ -286,9 +274,9 @@ var ErrNoClient = errors.New("fcm: no client for app")
 
 // Transport error classes (Result.Reason when FCM gave no answer).
 const (
-	ReasonTimeout       = "timeout"
-	ReasonCanceled      = "canceled"
-	ReasonNetwork       = "network"
+	ReasonTimeout       = provider.ReasonTimeout
+	ReasonCanceled      = provider.ReasonCanceled
+	ReasonNetwork       = provider.ReasonNetwork
 	ReasonBadResponse   = "bad_response"
 	ReasonOAuthRejected = "oauth_rejected" // the token endpoint refused our service account
 )
@@ -318,7 +306,7 @@ func (c *client) send(parent, ctx context.Context, body []byte, now func() time.
 		if errors.As(err, &re) && re.Response != nil && re.Response.StatusCode >= 400 && re.Response.StatusCode < 500 {
 			return provider.Result{Action: provider.Configuration, StatusCode: re.Response.StatusCode, Reason: ReasonOAuthRejected, Err: err}
 		}
-		return provider.Result{Action: provider.Retry, Reason: classifyError(parent, err), Err: err}
+		return provider.Result{Action: provider.Retry, Reason: provider.TransportReason(parent, err), Err: err}
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url, bytes.NewReader(body))
 	if err != nil {
@@ -328,12 +316,12 @@ func (c *client) send(parent, ctx context.Context, body []byte, now func() time.
 	tok.SetAuthHeader(req)
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return provider.Result{Action: provider.Retry, Reason: classifyError(parent, err), Err: err}
+		return provider.Result{Action: provider.Retry, Reason: provider.TransportReason(parent, err), Err: err}
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	if err != nil {
-		return provider.Result{Action: provider.Retry, StatusCode: resp.StatusCode, Reason: classifyError(parent, err), Err: err}
+		return provider.Result{Action: provider.Retry, StatusCode: resp.StatusCode, Reason: provider.TransportReason(parent, err), Err: err}
 	}
 	res := provider.Result{StatusCode: resp.StatusCode}
 	if resp.StatusCode == http.StatusOK {
@@ -366,20 +354,6 @@ func (c *client) send(parent, ctx context.Context, body []byte, now func() time.
 		c.resetToken()
 	}
 	return res
-}
-
-func classifyError(parent context.Context, err error) string {
-	switch {
-	case parent.Err() != nil:
-		return ReasonCanceled
-	case errors.Is(err, context.DeadlineExceeded):
-		return ReasonTimeout
-	}
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		return ReasonTimeout
-	}
-	return ReasonNetwork
 }
 
 // Close closes idle connections of every client.
