@@ -32,8 +32,8 @@ import (
 	"github.com/wakepush/wakepush/services/internal/admin"
 	"github.com/wakepush/wakepush/services/internal/kafkax"
 	"github.com/wakepush/wakepush/services/internal/service"
+	"github.com/wakepush/wakepush/services/internal/tail"
 	"github.com/wakepush/wakepush/services/sender/internal/apns"
-	"github.com/wakepush/wakepush/services/sender/internal/tail"
 )
 
 const (

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+	"google.golang.org/protobuf/proto"
 
 	wakepushv1 "github.com/wakepush/wakepush/schemas/gen/wakepushv1"
 	"github.com/wakepush/wakepush/schemas/topics"
@@ -118,5 +119,61 @@ func TestApply(t *testing.T) {
 	set.Apply(&wakepushv1.Registration{DeviceId: id(1), State: active})
 	if set.Unregistered(id(1)) {
 		t.Fatal("still unregistered")
+	}
+}
+
+// Registrations in partitions added while the set runs are applied.
+func TestNewPartitions(t *testing.T) {
+	cfg := testenv.Kafka(t)
+	set := devices.New()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- set.RunRefresh(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), 50*time.Millisecond)
+	}()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	select {
+	case <-set.CaughtUp():
+	case <-time.After(10 * time.Second):
+		t.Fatal("not caught up")
+	}
+	client, err := cfg.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	added := testenv.Partitions + 1
+	resp, err := client.CreatePartitions(ctx, &kafka.CreatePartitionsRequest{Topics: []kafka.TopicPartitionsConfig{{Name: topics.Registrations, Count: int32(added + 1)}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := resp.Errors[topics.Registrations]; err != nil {
+		t.Fatal(err)
+	}
+	value, err := proto.Marshal(&wakepushv1.Registration{Id: "r7", DeviceId: id(7), State: inactive})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dctx, dcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer dcancel()
+	conn, err := kafka.DialLeader(dctx, "tcp", cfg.Brokers[0], topics.Registrations, added)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = conn.WriteMessages(kafka.Message{Key: []byte(id(7)), Value: value})
+	conn.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !set.Unregistered(id(7)) {
+		if time.Now().After(deadline) {
+			t.Fatal("registration in a new partition not applied")
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

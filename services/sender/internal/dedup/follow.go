@@ -10,7 +10,7 @@ import (
 	"github.com/wakepush/wakepush/schemas/records"
 	"github.com/wakepush/wakepush/schemas/topics"
 	"github.com/wakepush/wakepush/services/internal/kafkax"
-	"github.com/wakepush/wakepush/services/sender/internal/tail"
+	"github.com/wakepush/wakepush/services/internal/tail"
 )
 
 // Follow returns a tail of push.deliveries that adds the wake id of every ACCEPTED delivery to s,

@@ -21,7 +21,7 @@ import (
 	"github.com/wakepush/wakepush/schemas/records"
 	"github.com/wakepush/wakepush/schemas/topics"
 	"github.com/wakepush/wakepush/services/internal/kafkax"
-	"github.com/wakepush/wakepush/services/sender/internal/tail"
+	"github.com/wakepush/wakepush/services/internal/tail"
 )
 
 // Device is what the sender keeps of a device's latest registration.

@@ -1,8 +1,11 @@
 // Package tail reads every partition of a topic outside any consumer group (a reader per
 // partition), hands each record to a handler and tracks how far each partition has been read,
-// so a caller can wait until everything written before "now" has been seen (WaitCaughtUp).
+// so a caller can wait until everything written before "now" has been seen (WaitCaughtUp, or
+// CaughtUp for the records written before Run started). Partitions added to the topic later are
+// found (every PartitionRefresh) and read from their first offset; a partition whose reader
+// fails is re-read from its next offset after a backoff, until ctx ends.
 // The sender uses it for the compacted registrations topic (from the first offset) and for
-// recent deliveries (from a point in time).
+// recent deliveries (from a point in time); ingest's devices set for the registrations topic.
 package tail
 
 import (
@@ -29,6 +32,19 @@ type Options struct {
 	// within one.
 	Handle func(msg *kafka.Message)
 	Log    *slog.Logger
+	// PartitionRefresh is how often Run looks for partitions added to the topic;
+	// 0 means DefaultPartitionRefresh.
+	PartitionRefresh time.Duration
+}
+
+// DefaultPartitionRefresh is the default Options.PartitionRefresh.
+const DefaultPartitionRefresh = 30 * time.Second
+
+// messageReader is the part of *kafka.Reader a Tail uses (a seam for tests).
+type messageReader interface {
+	SetOffset(offset int64) error
+	ReadMessage(ctx context.Context) (kafka.Message, error)
+	Close() error
 }
 
 // Tail follows one topic.
@@ -38,7 +54,10 @@ type Tail struct {
 	client *kafka.Client
 	dialer *kafka.Dialer
 
-	started chan struct{} // closed once partitions and start offsets are known
+	started  chan struct{} // closed once partitions and start offsets are known
+	caughtUp chan struct{} // closed once the records written before Run started were handled
+
+	newReader func(partition int) messageReader
 
 	mu      sync.Mutex
 	next    map[int]int64 // partition -> next offset to read
@@ -58,16 +77,27 @@ func New(cfg *kafkax.Config, opts Options) (*Tail, error) {
 	if opts.Log == nil {
 		opts.Log = slog.Default()
 	}
-	return &Tail{
+	if opts.PartitionRefresh <= 0 {
+		opts.PartitionRefresh = DefaultPartitionRefresh
+	}
+	t := &Tail{
 		cfg: cfg, opts: opts, client: client, dialer: dialer,
-		started: make(chan struct{}),
-		next:    map[int]int64{},
-		changed: make(chan struct{}),
-	}, nil
+		started:  make(chan struct{}),
+		caughtUp: make(chan struct{}),
+		next:     map[int]int64{},
+		changed:  make(chan struct{}),
+	}
+	t.newReader = t.kafkaReader
+	return t, nil
 }
 
+// CaughtUp is closed once every partition the topic had when Run started was read up to the
+// end offset it had then (everything acknowledged before Run started was handled).
+func (t *Tail) CaughtUp() <-chan struct{} { return t.caughtUp }
+
 // Run reads until ctx ends. It returns early only if the topic's partitions or start offsets
-// cannot be found (retrying until ctx ends while the broker is unreachable).
+// cannot be found (retrying until ctx ends while the broker is unreachable); it returns nil
+// when ctx ends after reading started.
 func (t *Tail) Run(ctx context.Context) error {
 	defer t.closeClient()
 	starts, err := t.startOffsets(ctx)
@@ -82,15 +112,100 @@ func (t *Tail) Run(ctx context.Context) error {
 	close(t.started)
 
 	var wg sync.WaitGroup
-	for p, off := range starts {
-		wg.Go(func() { t.read(ctx, p, off) })
+	defer wg.Wait()
+	for p := range starts {
+		wg.Go(func() { t.read(ctx, p) })
 	}
-	wg.Wait()
+	wg.Go(func() { t.signalCaughtUp(ctx) })
+	t.watchPartitions(ctx, &wg)
 	return nil
 }
 
-func (t *Tail) read(ctx context.Context, partition int, offset int64) {
-	r := kafka.NewReader(kafka.ReaderConfig{
+// signalCaughtUp closes caughtUp once the partitions reached the end offsets they had at start.
+func (t *Tail) signalCaughtUp(ctx context.Context) {
+	for backoff := 100 * time.Millisecond; ; backoff = min(2*backoff, 3*time.Second) {
+		err := t.WaitCaughtUp(ctx)
+		if err == nil {
+			close(t.caughtUp)
+			return
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		t.opts.Log.Warn("tail: initial catch-up", "topic", t.opts.Topic, "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+	}
+}
+
+// watchPartitions looks for partitions added to the topic every PartitionRefresh until ctx ends
+// and starts reading each new one at its first offset (all its records were written after Run
+// started).
+func (t *Tail) watchPartitions(ctx context.Context, wg *sync.WaitGroup) {
+	tick := time.NewTicker(t.opts.PartitionRefresh)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		mctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		parts, err := t.partitions(mctx)
+		cancel()
+		if err != nil {
+			if ctx.Err() == nil {
+				t.opts.Log.Warn("tail: list partitions", "topic", t.opts.Topic, "err", err)
+			}
+			continue
+		}
+		t.mu.Lock()
+		var added []int
+		for _, p := range parts {
+			if _, ok := t.next[p]; !ok {
+				added = append(added, p)
+			}
+		}
+		t.mu.Unlock()
+		starts := map[int]int64{}
+		for _, p := range added {
+			mctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			off, err := t.startOffset(mctx, p, 0)
+			cancel()
+			if err != nil {
+				if ctx.Err() == nil {
+					t.opts.Log.Warn("tail: find start offset of new partition", "topic", t.opts.Topic, "partition", p, "err", err)
+				}
+				continue // tried again on the next refresh
+			}
+			starts[p] = off
+		}
+		added = added[:0]
+		t.mu.Lock()
+		for p, off := range starts {
+			t.next[p] = off
+			added = append(added, p)
+		}
+		if len(added) > 0 {
+			// WaitCaughtUp callers waiting on progress must look at the new partitions too.
+			close(t.changed)
+			t.changed = make(chan struct{})
+		}
+		t.mu.Unlock()
+		if len(added) > 0 {
+			t.opts.Log.Info("tail: new partitions", "topic", t.opts.Topic, "partitions", added)
+		}
+		for _, p := range added {
+			wg.Go(func() { t.read(ctx, p) })
+		}
+	}
+}
+
+func (t *Tail) kafkaReader(partition int) messageReader {
+	return kafka.NewReader(kafka.ReaderConfig{
 		Brokers:        t.cfg.Brokers,
 		Topic:          t.opts.Topic,
 		Partition:      partition,
@@ -101,22 +216,53 @@ func (t *Tail) read(ctx context.Context, partition int, offset int64) {
 		ReadBackoffMin: 10 * time.Millisecond,
 		ReadBackoffMax: 250 * time.Millisecond,
 		QueueCapacity:  1000,
+		// Nobody asks for the lag: no per-partition lag polling.
+		ReadLagInterval: -1,
 	})
+}
+
+// read follows one partition from its next offset until ctx ends. After a read error it waits
+// (with backoff) and starts a new reader at the next offset not handled yet.
+func (t *Tail) read(ctx context.Context, partition int) {
+	const minBackoff = 100 * time.Millisecond
+	backoff := minBackoff
+	for ctx.Err() == nil {
+		t.mu.Lock()
+		offset := t.next[partition]
+		t.mu.Unlock()
+		if t.readFrom(ctx, partition, offset) {
+			backoff = minBackoff // it made progress before failing
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+			backoff = min(2*backoff, 5*time.Second)
+		}
+	}
+}
+
+// readFrom reads one partition from offset with one reader until an error or ctx ends, and
+// reports whether it handled any record.
+func (t *Tail) readFrom(ctx context.Context, partition int, offset int64) (progressed bool) {
+	r := t.newReader(partition)
 	defer r.Close()
 	if err := r.SetOffset(offset); err != nil {
-		t.opts.Log.Error("tail: set offset", "topic", t.opts.Topic, "partition", partition, "err", err)
-		return
+		t.opts.Log.Error("tail: set offset, retrying", "topic", t.opts.Topic, "partition", partition, "offset", offset, "err", err)
+		return false
 	}
 	for {
 		msg, err := r.ReadMessage(ctx)
 		if err != nil {
 			if ctx.Err() == nil {
-				t.opts.Log.Error("tail: read", "topic", t.opts.Topic, "partition", partition, "err", err)
+				t.opts.Log.Warn("tail: read failed, retrying", "topic", t.opts.Topic, "partition", partition, "offset", offset, "err", err)
 			}
-			return
+			return progressed
 		}
 		t.opts.Handle(&msg)
 		t.advance(partition, msg.Offset+1)
+		offset = msg.Offset + 1
+		progressed = true
 	}
 }
 
@@ -153,7 +299,7 @@ func (t *Tail) tryStartOffsets(ctx context.Context) (map[int]int64, error) {
 	}
 	starts := make(map[int]int64, len(parts))
 	for _, p := range parts {
-		if starts[p], err = t.startOffset(ctx, p); err != nil {
+		if starts[p], err = t.startOffset(ctx, p, t.opts.Since); err != nil {
 			return nil, err
 		}
 	}
@@ -163,7 +309,7 @@ func (t *Tail) tryStartOffsets(ctx context.Context) (map[int]int64, error) {
 // startOffset asks the partition's leader for the absolute offset to start at. (kafka-go's
 // Client.ListOffsets cannot tell first from last offsets in the answer, so the per-partition
 // connection calls are used.)
-func (t *Tail) startOffset(ctx context.Context, partition int) (int64, error) {
+func (t *Tail) startOffset(ctx context.Context, partition int, since time.Duration) (int64, error) {
 	var conn *kafka.Conn
 	var err error
 	for _, b := range t.cfg.Brokers {
@@ -182,11 +328,11 @@ func (t *Tail) startOffset(ctx context.Context, partition int) (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("offsets of %s/%d: %w", t.opts.Topic, partition, err)
 	}
-	if t.opts.Since <= 0 {
+	if since <= 0 {
 		return first, nil
 	}
 	// The first offset written at or after the cut-off; none (-1) means the end.
-	at, err := conn.ReadOffset(time.Now().Add(-t.opts.Since))
+	at, err := conn.ReadOffset(time.Now().Add(-since))
 	if err != nil {
 		return 0, fmt.Errorf("offset by time of %s/%d: %w", t.opts.Topic, partition, err)
 	}
