@@ -6,7 +6,7 @@ MODULES := schemas services loadtest deploy/local
 PKGS := $(foreach m,$(MODULES),./$(m)/...)
 GOTEST_FLAGS ?= -race -shuffle=on -timeout 20m
 
-.PHONY: all build test test-short run demo-push proto lint fmt clickhouse-lib clean-data help
+.PHONY: all build test test-short run demo-push loadtest proto lint fmt clickhouse-lib clean-data help
 
 all: build
 
@@ -29,6 +29,9 @@ run: ## start the whole pipeline locally (kfake, ClickHouse, APNs mock, four ser
 
 demo-push: ## with `make run` up: register a fake iOS device, publish once, show the push and the ClickHouse rows
 	$(GO) run ./services/wakepushctl demo
+
+loadtest: ## run the standard load-test scenario on its own stack (~3 min); report in loadtest/reports/
+	$(GO) run ./loadtest/cmd/loadtest -scenario loadtest/scenarios/standard.yaml
 
 proto: ## regenerate schemas/gen from schemas/proto with the pinned buf and protoc-gen-go
 	cd schemas && $(GO) run github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION) generate

@@ -1,0 +1,195 @@
+// Package report writes a load test's results: summary.json (for machines), report.md (for
+// people) and PNG plots (latency over time, throughput over time, latency CDF).
+package report
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/wakepush/wakepush/loadtest/analysis"
+)
+
+// Summary is everything the run measured; it is written as summary.json.
+type Summary struct {
+	Scenario   string    `json:"scenario"`
+	Started    time.Time `json:"started"`
+	LoadPhase  string    `json:"load_phase"`
+	Host       string    `json:"host"`
+	Ingests    int       `json:"ingest_processes"`
+	Components string    `json:"component_mode"`
+
+	Devices    int            `json:"devices"`
+	Accounts   int            `json:"accounts"`
+	Planned    int            `json:"planned_publishes"`
+	Sent       int            `json:"sent"`
+	Accepted   int            `json:"accepted"`
+	Rejected   int            `json:"rejected"` // error answers / non-2xx
+	Failed     int            `json:"failed"`   // no answer (connection lost, timeout)
+	SentHTTP   int            `json:"sent_http"`
+	Urgent     int            `json:"urgent"`
+	Conditions map[string]int `json:"error_conditions,omitempty"`
+
+	TargetRate    float64       `json:"target_rate"`
+	MockFaultRate float64       `json:"mock_fault_rate"` // injected 500+503 share of provider requests
+	Throughput    float64       `json:"throughput_accepted_per_s"`
+	SendLagMax    time.Duration `json:"send_lag_max_ns"` // how late the open-loop scheduler sent
+
+	Ack        analysis.Quantiles `json:"ack_latency"`         // answer − intended send, component IQs
+	AckHTTP    analysis.Quantiles `json:"ack_latency_http"`    // answer − intended send, HTTP event API
+	E2E        analysis.Quantiles `json:"e2e_latency"`         // mock arrival − intended send, all covered events
+	E2ELeading analysis.Quantiles `json:"e2e_latency_leading"` // events the oracle wakes at once (leading edge, urgent)
+
+	Wakes          int            `json:"wakes_received"`
+	OracleWakes    int            `json:"oracle_min_wakes"`
+	WakesPerEvent  float64        `json:"wakes_per_event"`
+	OraclePerEvent float64        `json:"oracle_wakes_per_event"`
+	Uncovered      int            `json:"uncovered_events"`
+	UncoveredList  []string       `json:"uncovered_sample,omitempty"`
+	DuplicateIDs   int            `json:"duplicate_wake_ids"`
+	DuplicatePush  int            `json:"duplicate_pushes"`
+	Deliveries     map[string]int `json:"deliveries_by_outcome"` // ClickHouse deliveries
+	ProviderErrors int            `json:"provider_errors"`
+
+	ClickHouse CHCheck `json:"clickhouse"`
+
+	Series   []analysis.Bucket `json:"series"`
+	Failures []string          `json:"failures"`
+	Warnings []string          `json:"warnings,omitempty"`
+	Plots    []string          `json:"plots"`
+}
+
+// CHCheck is the ClickHouse side of the cross-check.
+type CHCheck struct {
+	Events         int      `json:"events"`
+	Wakes          int      `json:"wakes"`
+	Uncovered      int      `json:"uncovered_events"`
+	LatencyEvents  int      `json:"latency_events"`
+	Undelivered    int      `json:"undelivered"`
+	P50MaxMinuteMS float64  `json:"p50_ms_worst_minute"`
+	P99MaxMinuteMS float64  `json:"p99_ms_worst_minute"`
+	MaxMS          float64  `json:"max_ms"`
+	CaughtUpAfter  string   `json:"caught_up_after"`
+	Agree          bool     `json:"agree"`
+	Disagreements  []string `json:"disagreements,omitempty"`
+}
+
+// Write writes summary.json and report.md into dir.
+func Write(dir string, s *Summary) error {
+	b, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "summary.json"), b, 0o644); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "report.md"), []byte(Markdown(s)), 0o644)
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.1f", float64(d)/float64(time.Millisecond)) }
+
+func qrow(name string, q analysis.Quantiles) string {
+	return fmt.Sprintf("| %s | %d | %s | %s | %s | %s | %s |\n", name, q.N, ms(q.P50), ms(q.P90), ms(q.P99), ms(q.P999), ms(q.Max))
+}
+
+// Markdown renders the report.
+func Markdown(s *Summary) string {
+	var b strings.Builder
+	verdict := "PASS"
+	if len(s.Failures) > 0 {
+		verdict = "FAIL"
+	}
+	fmt.Fprintf(&b, "# Load test `%s`: %s\n\n", s.Scenario, verdict)
+	fmt.Fprintf(&b, "Started %s on %s; load phase %s; %d ingest process(es), components: %s.\n\n",
+		s.Started.UTC().Format(time.RFC3339), s.Host, s.LoadPhase, s.Ingests, s.Components)
+	if len(s.Failures) > 0 {
+		b.WriteString("## Failures\n\n")
+		for _, f := range s.Failures {
+			fmt.Fprintf(&b, "- **%s**\n", f)
+		}
+		b.WriteString("\n")
+	}
+	if len(s.Warnings) > 0 {
+		b.WriteString("## Warnings\n\n")
+		for _, f := range s.Warnings {
+			fmt.Fprintf(&b, "- %s\n", f)
+		}
+		b.WriteString("\n")
+	}
+	b.WriteString("## Load\n\n| measure | value |\n|---|---|\n")
+	row := func(k string, v any) { fmt.Fprintf(&b, "| %s | %v |\n", k, v) }
+	row("devices / accounts", fmt.Sprintf("%d / %d", s.Devices, s.Accounts))
+	row("planned / sent publishes", fmt.Sprintf("%d / %d (%d over HTTP, %d urgent)", s.Planned, s.Sent, s.SentHTTP, s.Urgent))
+	row("accepted / rejected / no answer", fmt.Sprintf("%d / %d / %d", s.Accepted, s.Rejected, s.Failed))
+	if len(s.Conditions) > 0 {
+		keys := make([]string, 0, len(s.Conditions))
+		for k := range s.Conditions {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		var parts []string
+		for _, k := range keys {
+			parts = append(parts, fmt.Sprintf("%s ×%d", k, s.Conditions[k]))
+		}
+		row("error answers", strings.Join(parts, ", "))
+	}
+	row("target rate", fmt.Sprintf("%.0f publishes/s (open loop)", s.TargetRate))
+	row("sustained throughput", fmt.Sprintf("%.0f accepted publishes/s", s.Throughput))
+	row("worst scheduler lag", ms(s.SendLagMax)+" ms")
+	b.WriteString("\n## Latency (ms, from the intended send time)\n\n| latency | n | p50 | p90 | p99 | p99.9 | max |\n|---|---|---|---|---|---|---|\n")
+	b.WriteString(qrow("IQ ack (component)", s.Ack))
+	if s.AckHTTP.N > 0 {
+		b.WriteString(qrow("HTTP event ack", s.AckHTTP))
+	}
+	b.WriteString(qrow("end to end, leading edge + urgent", s.E2ELeading))
+	b.WriteString(qrow("end to end, all events (incl. trailing)", s.E2E))
+	b.WriteString("\nEnd to end = the provider mock received the first wake for the event's device at or after the event was sent. " +
+		"Trailing-edge events wait up to min_interval by design, so only the leading-edge row measures the pipeline's speed. " +
+		"That row leaves out events whose device received a wake less than min_interval + 250 ms before the send (the pipeline times intervals from its own wakes, so it rightly coalesces them).\n\n")
+	if s.MockFaultRate > 0 {
+		fmt.Fprintf(&b, "The provider mocks failed %.1f %% of requests on purpose (500/503): those wakes reached the mock only on the sender's retry, "+
+			"so latency quantiles above p%.1f include retry backoff.\n\n", 100*s.MockFaultRate, 100*(1-s.MockFaultRate))
+	}
+	b.WriteString("## Wakes and loss\n\n| measure | value |\n|---|---|\n")
+	row("wakes received by the mocks", s.Wakes)
+	row("oracle minimum (DESIGN §5 replayed over the sent stream)", s.OracleWakes)
+	row("wakes per accepted event / oracle", fmt.Sprintf("%.4f / %.4f (×%.3f)", s.WakesPerEvent, s.OraclePerEvent, safeDiv(float64(s.Wakes), float64(s.OracleWakes))))
+	row("uncovered events (loss)", s.Uncovered)
+	row("duplicate wake ids (extra pushes)", fmt.Sprintf("%d (%d)", s.DuplicateIDs, s.DuplicatePush))
+	row("provider errors (deliveries not ACCEPTED)", s.ProviderErrors)
+	if len(s.Deliveries) > 0 {
+		row("deliveries by outcome (ClickHouse)", fmt.Sprint(s.Deliveries))
+	}
+	for _, u := range s.UncoveredList {
+		fmt.Fprintf(&b, "\n- uncovered: %s", u)
+	}
+	c := s.ClickHouse
+	b.WriteString("\n## ClickHouse cross-check\n\n| measure | load test | ClickHouse |\n|---|---|---|\n")
+	fmt.Fprintf(&b, "| accepted events | %d | %d |\n", s.Accepted, c.Events)
+	fmt.Fprintf(&b, "| uncovered events (`uncovered_events`) | %d | %d |\n", s.Uncovered, c.Uncovered)
+	fmt.Fprintf(&b, "| undelivered events (`latency_quantiles`) | %d | %d |\n", s.Uncovered, c.Undelivered)
+	fmt.Fprintf(&b, "| e2e p50 / p99 / max (ms) | %s / %s / %s | worst minute %.0f / %.0f / %.0f (accepted → delivery recorded) |\n",
+		ms(s.E2E.P50), ms(s.E2E.P99), ms(s.E2E.Max), c.P50MaxMinuteMS, c.P99MaxMinuteMS, c.MaxMS)
+	fmt.Fprintf(&b, "\nRecorder caught up after %s. Views agree: **%v**.\n", c.CaughtUpAfter, c.Agree)
+	for _, d := range c.Disagreements {
+		fmt.Fprintf(&b, "- DISAGREEMENT: %s\n", d)
+	}
+	if len(s.Plots) > 0 {
+		b.WriteString("\n## Plots\n\n")
+		for _, p := range s.Plots {
+			fmt.Fprintf(&b, "![%s](%s)\n\n", strings.TrimSuffix(p, ".png"), p)
+		}
+	}
+	return b.String()
+}
+
+func safeDiv(a, b float64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return a / b
+}

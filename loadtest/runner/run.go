@@ -1,0 +1,370 @@
+// Package runner runs a load-test scenario against the whole wakepush pipeline: it starts the
+// stack (in-process kfake, ClickHouse, APNs and FCM mocks, the four service binaries), plays
+// N XMPP servers that ingest connects to over XEP-0114, registers the devices through ingest's
+// HTTP API, sends the scenario's publishes open-loop, and measures what comes out at the
+// provider mocks and in ClickHouse.
+package runner
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/wakepush/wakepush/loadtest/analysis"
+	"github.com/wakepush/wakepush/loadtest/report"
+	"github.com/wakepush/wakepush/loadtest/scenario"
+	"github.com/wakepush/wakepush/loadtest/xmppserver"
+)
+
+// Options configure a run.
+type Options struct {
+	Scenario  *scenario.Scenario
+	ReportDir string // created if missing; logs, apps file, report, plots
+	// Build builds a service's main package and returns the binary (e.g. GoBuild).
+	Build func(pkg string) (string, error)
+	// Race: the binaries were built with -race (sets GORACE so exits are quick).
+	Race bool
+	// ClickHouseTCP is a running ClickHouse's native address; empty starts one (libchdb).
+	ClickHouseTCP string
+	// ComponentMode: auto (WAKEPUSH_COMPONENTS when ingest supports it), list, or single (one
+	// ingest process per XMPP server).
+	ComponentMode string
+	// Progress receives a line per second during the load phase (nil: none).
+	Progress io.Writer
+	// Logf receives stage messages (nil: none).
+	Logf func(format string, args ...any)
+}
+
+type registration struct {
+	DeviceID string `json:"device_id"`
+	Node     string `json:"node"`
+	Secret   string `json:"secret"`
+}
+
+// Run runs the scenario and writes the report. The returned summary's Failures say whether
+// the run passed; an error means the run itself could not be carried out.
+func Run(ctx context.Context, opts Options) (*report.Summary, error) {
+	sc := opts.Scenario
+	logf := opts.Logf
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	if err := os.MkdirAll(opts.ReportDir, 0o755); err != nil {
+		return nil, err
+	}
+	plan := sc.Expand()
+	if len(plan.Publishes) == 0 {
+		return nil, errors.New("the scenario plans no publishes (rate × duration too small)")
+	}
+	logf("scenario %s: %d devices, %d planned publishes over %s", sc.Name, len(plan.Devices), len(plan.Publishes), sc.Duration.D())
+	st, err := startStack(ctx, opts, sc, plan, logf)
+	if err != nil {
+		return nil, err
+	}
+	defer st.close()
+
+	sum := &report.Summary{Scenario: sc.Name, Host: fmt.Sprintf("%s/%s, %d CPUs", runtime.GOOS, runtime.GOARCH, runtime.NumCPU()),
+		Ingests: len(st.ingestURLs), Components: st.mode, Devices: len(plan.Devices), Accounts: len(plan.Devices) * sc.AccountsPerDevice,
+		Planned: len(plan.Publishes), TargetRate: sc.Rate, MockFaultRate: sc.Mock.Rate500 + sc.Mock.Rate503, Conditions: map[string]int{}, Deliveries: map[string]int{}}
+
+	regs, err := registerAll(ctx, st.ingestURLs[0], sc, plan)
+	if err != nil {
+		return nil, err
+	}
+	logf("registered %d devices", len(regs))
+
+	events, kinds, lagMax, err := sendAll(ctx, opts, st, sc, plan, regs, sum)
+	if err != nil {
+		return nil, err
+	}
+	sum.SendLagMax = lagMax
+	loadStart := events[0].Intended.Add(-plan.Publishes[0].At)
+	loadEnd := loadStart.Add(sc.Duration.D())
+	sum.Started = loadStart
+	sum.LoadPhase = sc.Duration.D().String()
+
+	// Drain: trailing wakes of the last events, counted from the last answer.
+	lastAnswer := loadEnd
+	for _, e := range events {
+		if e.Answered.After(lastAnswer) {
+			lastAnswer = e.Answered
+		}
+	}
+	logf("load done; draining %s for trailing wakes", sc.Drain.D())
+	select {
+	case <-time.After(time.Until(lastAnswer.Add(sc.Drain.D()))):
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+
+	arrivals := collectArrivals(st)
+	ack, lead := analyse(sum, sc, plan, events, kinds, arrivals, loadStart)
+
+	chCheck(ctx, st, sc, sum, regs, events, loadStart, lastAnswer, logf)
+
+	for _, err := range st.stopServices() {
+		sum.Failures = append(sum.Failures, err.Error())
+	}
+
+	plots, err := report.Plots(opts.ReportDir, sum.Series, ack, lead)
+	if err != nil {
+		sum.Warnings = append(sum.Warnings, err.Error())
+	}
+	sum.Plots = plots
+	if err := report.Write(opts.ReportDir, sum); err != nil {
+		return sum, err
+	}
+	return sum, nil
+}
+
+// registerAll registers every device through POST /v1/registrations, 16 at a time.
+func registerAll(ctx context.Context, base string, sc *scenario.Scenario, plan *scenario.Plan) ([]registration, error) {
+	regs := make([]registration, len(plan.Devices))
+	client := &http.Client{Timeout: 30 * time.Second}
+	var next atomic.Int64
+	var firstErr error
+	var once sync.Once
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(plan.Devices) || ctx.Err() != nil {
+					return
+				}
+				d := plan.Devices[i]
+				body, _ := json.Marshal(map[string]string{"app": sc.Apps[d.App].ID, "token": d.Token, "environment": "production"})
+				var r registration
+				err := postJSON(ctx, client, base+"/v1/registrations", "", body, http.StatusOK, &r)
+				if err == nil && (r.Node == "" || r.Secret == "") {
+					err = fmt.Errorf("incomplete registration answer %+v", r)
+				}
+				if err != nil {
+					once.Do(func() { firstErr = fmt.Errorf("register device %d: %w", i, err) })
+					next.Store(int64(len(plan.Devices)))
+					return
+				}
+				regs[i] = r
+			}
+		}()
+	}
+	wg.Wait()
+	return regs, firstErr
+}
+
+func postJSON(ctx context.Context, client *http.Client, url, bearer string, body []byte, want int, out any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+bearer)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode != want {
+		return &statusError{code: resp.StatusCode, body: string(b)}
+	}
+	if out != nil {
+		return json.Unmarshal(b, out)
+	}
+	return nil
+}
+
+type statusError struct {
+	code int
+	body string
+}
+
+func (e *statusError) Error() string { return fmt.Sprintf("HTTP %d: %s", e.code, e.body) }
+
+// sendAll plays the schedule open loop: each publish goes out at its intended time (or as soon
+// as possible after it when the sender is behind; latency always counts from the intended
+// time, so a stall cannot hide).
+func sendAll(ctx context.Context, opts Options, st *stack, sc *scenario.Scenario, plan *scenario.Plan, regs []registration, sum *report.Summary) ([]analysis.Event, []bool, time.Duration, error) {
+	n := len(plan.Publishes)
+	events := make([]analysis.Event, n)
+	httpKind := make([]bool, n)
+	sem := make(chan struct{}, sc.MaxInFlight)
+	var wg sync.WaitGroup
+	var mu sync.Mutex // guards sum's counters and conditions
+	var sent, accepted, errs atomic.Int64
+	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
+	var lagMax time.Duration
+
+	fail := func(cond string) {
+		errs.Add(1)
+		mu.Lock()
+		sum.Conditions[cond]++
+		mu.Unlock()
+	}
+	finish := func(i int, at time.Time, ok bool, cond string) {
+		events[i].Answered = at
+		events[i].Accepted = ok
+		if ok {
+			accepted.Add(1)
+		} else {
+			fail(cond)
+		}
+		<-sem
+		wg.Done()
+	}
+
+	progressDone := make(chan struct{})
+	var progressWG sync.WaitGroup
+	if opts.Progress != nil {
+		progressWG.Add(1)
+		go func() {
+			defer progressWG.Done()
+			tick := time.NewTicker(time.Second)
+			defer tick.Stop()
+			var lastSent, lastAcc int64
+			began := time.Now()
+			for {
+				select {
+				case <-progressDone:
+					return
+				case <-tick.C:
+				}
+				s, a := sent.Load(), accepted.Load()
+				fmt.Fprintf(opts.Progress, "\r[%4.0fs] sent %6d/s  accepted %6d/s  in flight %5d  errors %d  wakes %d  total %d/%d   ",
+					time.Since(began).Seconds(), s-lastSent, a-lastAcc, len(sem), errs.Load(), st.arrivals.total(), s, n)
+				lastSent, lastAcc = s, a
+			}
+		}()
+	}
+
+	start := time.Now().Add(200 * time.Millisecond)
+	rr := 0
+	for i, pub := range plan.Publishes {
+		intended := start.Add(pub.At)
+		if d := time.Until(intended); d > 0 {
+			select {
+			case <-time.After(d):
+			case <-ctx.Done():
+				// Answers still in flight are abandoned: the stack is torn down next.
+				close(progressDone)
+				progressWG.Wait()
+				return nil, nil, 0, ctx.Err()
+			}
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		dev := plan.Devices[pub.Device]
+		r := regs[pub.Device]
+		events[i] = analysis.Event{Device: pub.Device, Intended: intended, Urgent: pub.Urgent, Interval: sc.Apps[dev.App].MinInterval.D()}
+		now := time.Now()
+		events[i].Sent = now
+		lagMax = max(lagMax, now.Sub(intended))
+		sent.Add(1)
+		if pub.Urgent {
+			sum.Urgent++
+		}
+		if pub.HTTP {
+			httpKind[i] = true
+			sum.SentHTTP++
+			base := st.ingestURLs[rr%len(st.ingestURLs)]
+			rr++
+			body, _ := json.Marshal(map[string]any{"node": r.Node, "secret": r.Secret, "urgent": pub.Urgent, "important": true, "message_count": 1})
+			go func(i int) {
+				err := postJSON(ctx, client, base+"/v1/events", eventToken, body, http.StatusAccepted, nil)
+				cond := ""
+				if err != nil {
+					var se *statusError
+					if errors.As(err, &se) {
+						cond = fmt.Sprintf("http-%d", se.code)
+					} else {
+						cond = "http-failed"
+					}
+				}
+				finish(i, time.Now(), err == nil, cond)
+			}(i)
+			continue
+		}
+		srvIdx := dev.Servers[pub.Account]
+		srv := st.servers[srvIdx]
+		account := fmt.Sprintf("u%d.%d@%s", pub.Device, pub.Account, srv.Domain)
+		err := srv.Publish(account, r.Node, r.Secret, pub.Urgent, func(a xmppserver.Answer) {
+			cond := ""
+			switch {
+			case a.Err != nil:
+				cond = "no-answer"
+			case !a.OK():
+				cond = a.ErrorType + ":" + a.Condition
+			}
+			finish(i, a.At, a.OK(), cond)
+		})
+		if err != nil {
+			finish(i, time.Now(), false, "not-sent")
+		}
+	}
+	// Wait for the answers (bounded).
+	waited := make(chan struct{})
+	go func() { wg.Wait(); close(waited) }()
+	select {
+	case <-waited:
+	case <-time.After(60 * time.Second):
+		close(progressDone)
+		progressWG.Wait()
+		return nil, nil, 0, fmt.Errorf("%d publishes still unanswered 60 s after the load phase", len(sem))
+	}
+	close(progressDone)
+	progressWG.Wait()
+	if opts.Progress != nil {
+		fmt.Fprintln(opts.Progress)
+	}
+	sum.Sent = int(sent.Load())
+	for _, e := range events {
+		if e.Accepted {
+			sum.Accepted++
+		}
+	}
+	for c, k := range sum.Conditions {
+		if c == "no-answer" || c == "not-sent" || c == "http-failed" {
+			sum.Failed += k
+		} else {
+			sum.Rejected += k
+		}
+	}
+	return events, httpKind, lagMax, nil
+}
+
+// collectArrivals merges the APNs mock's recorded arrivals (OnPush) with the FCM mock's
+// messages, sorted by time per device.
+func collectArrivals(st *stack) map[int32][]analysis.Arrival {
+	out := map[int32][]analysis.Arrival{}
+	st.arrivals.mu.Lock()
+	for dev, as := range st.arrivals.byDev {
+		for _, a := range as {
+			out[dev] = append(out[dev], analysis.Arrival{At: a.at, WakeID: a.wakeID})
+		}
+	}
+	st.arrivals.mu.Unlock()
+	for _, m := range st.fcm.Messages() {
+		dev, ok := st.arrivals.tokens[m.Token]
+		if !ok {
+			dev = -1
+		}
+		out[dev] = append(out[dev], analysis.Arrival{At: m.ReceivedAt, WakeID: m.Data["wake_id"]})
+	}
+	for _, as := range out {
+		sortArrivals(as)
+	}
+	return out
+}

@@ -1,0 +1,460 @@
+package runner
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/wakepush/wakepush/deploy/local/chdb"
+	"github.com/wakepush/wakepush/deploy/local/kafkabroker"
+	"github.com/wakepush/wakepush/loadtest/apnsmock"
+	"github.com/wakepush/wakepush/loadtest/fcmmock"
+	"github.com/wakepush/wakepush/loadtest/scenario"
+	"github.com/wakepush/wakepush/loadtest/xmppserver"
+)
+
+const (
+	teamID     = "LOADTEAM01"
+	keyID      = "LOADKEY001"
+	eventToken = "loadtest-event-token"
+	fcmProject = "wakepush-loadtest"
+)
+
+// GoBuild builds the main package pkg with `go build`, run in root (the repository, so its
+// go.work applies), into dir and returns the binary.
+func GoBuild(root, dir string, race bool) func(pkg string) (string, error) {
+	return func(pkg string) (string, error) {
+		out := filepath.Join(dir, path.Base(pkg))
+		args := []string{"build", "-o", out}
+		if race {
+			args = append(args, "-race")
+		}
+		cmd := exec.Command("go", append(args, pkg)...)
+		cmd.Dir = root
+		if b, err := cmd.CombinedOutput(); err != nil {
+			return "", fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, b)
+		}
+		return out, nil
+	}
+}
+
+// freeAddr returns a loopback address whose port was free a moment ago.
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+// process is a service binary run as a child with its output in a log file.
+type process struct {
+	name, log string
+	cmd       *exec.Cmd
+	done      chan struct{}
+	err       error
+}
+
+func startProcess(name, bin, logPath string, env []string) (*process, error) {
+	f, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	p := &process{name: name, log: logPath, done: make(chan struct{})}
+	p.cmd = exec.Command(bin)
+	p.cmd.Env = append(os.Environ(), env...)
+	p.cmd.Stdout, p.cmd.Stderr = f, f
+	if err := p.cmd.Start(); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	go func() {
+		p.err = p.cmd.Wait()
+		f.Close()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+func (p *process) waitReady(ctx context.Context, url string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	client := &http.Client{Timeout: time.Second}
+	for {
+		resp, err := client.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-p.done:
+			return fmt.Errorf("%s exited before it was ready (%v); log: %s", p.name, p.err, p.log)
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s not ready at %s after %s; log: %s", p.name, url, timeout, p.log)
+		}
+	}
+}
+
+// stop sends SIGTERM, waits up to 25 s, then kills. It returns an error when the process had
+// already exited by itself or its log reports a data race.
+func (p *process) stop() error {
+	var errs []error
+	select {
+	case <-p.done:
+		errs = append(errs, fmt.Errorf("%s exited during the run: %v (log %s)", p.name, p.err, p.log))
+	default:
+		p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.done:
+		case <-time.After(25 * time.Second):
+			p.cmd.Process.Kill()
+			<-p.done
+			errs = append(errs, fmt.Errorf("%s did not stop within 25 s of SIGTERM (killed)", p.name))
+		}
+	}
+	if b, err := os.ReadFile(p.log); err == nil && bytes.Contains(b, []byte("WARNING: DATA RACE")) {
+		errs = append(errs, fmt.Errorf("%s: data race reported (log %s)", p.name, p.log))
+	}
+	return errors.Join(errs...)
+}
+
+// arrivalLog records the wakes the mocks received per device.
+type arrivalLog struct {
+	mu     sync.Mutex
+	byDev  map[int32][]arrival
+	count  int
+	tokens map[string]int32
+}
+
+type arrival struct {
+	at     time.Time
+	wakeID string
+}
+
+func (l *arrivalLog) add(token string, at time.Time, wakeID string) {
+	dev, ok := l.tokens[token]
+	if !ok {
+		dev = -1
+	}
+	l.mu.Lock()
+	l.byDev[dev] = append(l.byDev[dev], arrival{at, wakeID})
+	l.count++
+	l.mu.Unlock()
+}
+
+func (l *arrivalLog) total() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.count
+}
+
+// stack is the pipeline under test.
+type stack struct {
+	kafka      *kafkabroker.Broker
+	ch         *chdb.Server
+	chTmp      string
+	chTCP      string
+	database   string
+	apns       *apnsmock.Server
+	fcm        *fcmmock.Server
+	servers    []*xmppserver.Server
+	ingestURLs []string
+	procs      []*process
+	mode       string
+	arrivals   *arrivalLog
+}
+
+func latencyFunc(l scenario.LatencySpec) func() time.Duration {
+	switch l.Dist {
+	case "fixed":
+		return apnsmock.FixedLatency(l.Min.D())
+	case "uniform":
+		return apnsmock.UniformLatency(l.Min.D(), l.Max.D())
+	case "exponential":
+		return apnsmock.ExponentialLatency(l.Min.D(), l.Mean.D(), l.Max.D())
+	}
+	return nil
+}
+
+// startStack starts Kafka, ClickHouse (unless opts.ClickHouseTCP is set), the provider mocks,
+// the XMPP servers and the four services.
+func startStack(ctx context.Context, opts Options, sc *scenario.Scenario, plan *scenario.Plan, logf func(string, ...any)) (st *stack, err error) {
+	st = &stack{arrivals: &arrivalLog{byDev: map[int32][]arrival{}, tokens: map[string]int32{}}}
+	defer func() {
+		if err != nil {
+			st.close()
+			st = nil
+		}
+	}()
+	for _, d := range plan.Devices {
+		st.arrivals.tokens[d.Token] = int32(d.Index)
+	}
+	dir := opts.ReportDir
+	began := time.Now()
+
+	// Build first: nothing else runs meanwhile.
+	bins := map[string]string{}
+	for _, svc := range []string{"ingest", "coalescer", "sender", "recorder"} {
+		b, err := opts.Build("github.com/wakepush/wakepush/services/" + svc)
+		if err != nil {
+			return nil, err
+		}
+		bins[svc] = b
+	}
+	logf("built the services in %s", time.Since(began).Round(time.Millisecond))
+
+	st.kafka, err = kafkabroker.Start(kafkabroker.Options{Addr: "127.0.0.1:0"})
+	if err != nil {
+		return nil, fmt.Errorf("kafka: %w", err)
+	}
+	st.chTCP = opts.ClickHouseTCP
+	if st.chTCP == "" {
+		st.chTmp, err = os.MkdirTemp("", "loadtest-clickhouse-")
+		if err != nil {
+			return nil, err
+		}
+		logFile, err := os.Create(filepath.Join(dir, "clickhouse.log"))
+		if err != nil {
+			return nil, err
+		}
+		defer logFile.Close()
+		st.ch, err = chdb.Start(ctx, chdb.StartOptions{DataDir: filepath.Join(st.chTmp, "data"), Output: logFile})
+		if err != nil {
+			return nil, fmt.Errorf("clickhouse: %w", err)
+		}
+		st.chTCP = st.ch.TCPAddr
+	}
+	st.database = fmt.Sprintf("loadtest_%d", time.Now().UnixNano())
+
+	lat := latencyFunc(sc.Mock.Latency)
+	st.apns, err = apnsmock.New(apnsmock.Config{
+		Addr: "127.0.0.1:0", Latency: lat, Rate500: sc.Mock.Rate500, Rate503: sc.Mock.Rate503,
+		MaxRecords: -1,
+		OnPush: func(p apnsmock.Push) {
+			var body struct {
+				WakeID string `json:"wake_id"`
+			}
+			json.Unmarshal(p.Payload, &body)
+			st.arrivals.add(p.Token, p.ReceivedAt, body.WakeID)
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("apns mock: %w", err)
+	}
+	key, p8, err := apnsmock.NewSigningKey()
+	if err != nil {
+		return nil, err
+	}
+	st.apns.AddKey(teamID, keyID, &key.PublicKey)
+	st.fcm, err = fcmmock.New(fcmmock.Config{Addr: "127.0.0.1:0", ProjectID: fcmProject,
+		MaxRecords: 4*len(plan.Publishes) + 1000,
+		Faults:     fcmmock.Faults{Rate500: sc.Mock.Rate500, Rate503: sc.Mock.Rate503, Latency: lat}})
+	if err != nil {
+		return nil, fmt.Errorf("fcm mock: %w", err)
+	}
+	write := func(name string, b []byte) (string, error) {
+		p := filepath.Join(dir, name)
+		return p, os.WriteFile(p, b, 0o600)
+	}
+	keyFile, err := write("apns.p8", p8)
+	if err != nil {
+		return nil, err
+	}
+	caFile, err := write("apns-ca.pem", st.apns.CACertPEM())
+	if err != nil {
+		return nil, err
+	}
+	fcmCA, err := write("fcm-ca.pem", st.fcm.CACertPEM())
+	if err != nil {
+		return nil, err
+	}
+	saFile := filepath.Join(dir, "fcm-sa.json")
+	if err := st.fcm.WriteServiceAccount(saFile, fcmProject); err != nil {
+		return nil, err
+	}
+	var apps strings.Builder
+	apps.WriteString("apps:\n")
+	for _, a := range sc.Apps {
+		fmt.Fprintf(&apps, "  - id: %s\n    platform: %s\n    coalesce:\n      min_interval: %s\n", a.ID, a.Platform, a.MinInterval.D())
+		if a.Platform == "apns" {
+			st.apns.AddTopic(a.ID)
+			fmt.Fprintf(&apps, "    apns: {topic: %s, team_id: %s, key_id: %s, key_file: %q, endpoint: %q, ca_file: %q}\n",
+				a.ID, teamID, keyID, keyFile, st.apns.URL(), caFile)
+		} else {
+			fmt.Fprintf(&apps, "    fcm: {project_id: %s, credentials_file: %q, endpoint: %q, ca_file: %q}\n",
+				fcmProject, saFile, st.fcm.URL(), fcmCA)
+		}
+	}
+	appsFile, err := write("apps.yaml", []byte(apps.String()))
+	if err != nil {
+		return nil, err
+	}
+
+	for i := range sc.XMPP.Servers {
+		s, err := xmppserver.Listen("127.0.0.1:0", sc.ComponentJID(i), fmt.Sprintf("loadtest-secret-%d", i+1), sc.ServerDomain(i))
+		if err != nil {
+			return nil, err
+		}
+		st.servers = append(st.servers, s)
+	}
+
+	common := []string{
+		"WAKEPUSH_KAFKA_BROKERS=" + st.kafka.Addr(),
+		"WAKEPUSH_KAFKA_PARTITIONS=4",
+		"WAKEPUSH_APPS_FILE=" + appsFile,
+		"WAKEPUSH_LOG_FORMAT=text",
+		"WAKEPUSH_LOG_LEVEL=info",
+	}
+	if opts.Race {
+		common = append(common, "GORACE=atexit_sleep_ms=10")
+	}
+	start := func(name, bin string, env []string) error {
+		admin, err := freeAddr()
+		if err != nil {
+			return err
+		}
+		p, err := startProcess(name, bin, filepath.Join(dir, name+".log"), append(append([]string{"WAKEPUSH_ADMIN_ADDR=" + admin}, common...), env...))
+		if err != nil {
+			return err
+		}
+		st.procs = append(st.procs, p)
+		return p.waitReady(ctx, "http://"+admin+"/readyz", 90*time.Second)
+	}
+	if err := start("recorder", bins["recorder"], []string{"WAKEPUSH_CLICKHOUSE_DSN=clickhouse://" + st.chTCP + "/" + st.database}); err != nil {
+		return nil, err
+	}
+	if err := start("sender", bins["sender"], nil); err != nil {
+		return nil, err
+	}
+	if err := start("coalescer", bins["coalescer"], nil); err != nil {
+		return nil, err
+	}
+
+	ingestEnv := []string{
+		"WAKEPUSH_NODE_KEYS=lt1:" + base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 32)),
+		"WAKEPUSH_DEVICE_ID_KEY=" + base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{9}, 32)),
+		"WAKEPUSH_INGEST_EVENT_TOKENS=loadtest:" + eventToken,
+	}
+	st.mode = opts.ComponentMode
+	if st.mode == "" || st.mode == "auto" {
+		st.mode = "single"
+		if out, _ := exec.Command(bins["ingest"], "-h").CombinedOutput(); bytes.Contains(out, []byte("WAKEPUSH_COMPONENTS")) {
+			st.mode = "list"
+		}
+	}
+	switch st.mode {
+	case "list":
+		var comps, secrets []string
+		for _, s := range st.servers {
+			comps = append(comps, s.JID+"@"+s.Addr())
+			secrets = append(secrets, s.JID+"="+s.Secret)
+		}
+		httpAddr, err := freeAddr()
+		if err != nil {
+			return nil, err
+		}
+		env := append(slicesClone(ingestEnv), "WAKEPUSH_INGEST_HTTP_ADDR="+httpAddr, "WAKEPUSH_COMPONENT_JID="+st.servers[0].JID,
+			"WAKEPUSH_COMPONENTS="+strings.Join(comps, ","), "WAKEPUSH_COMPONENT_SECRETS="+strings.Join(secrets, ","))
+		if err := start("ingest", bins["ingest"], env); err != nil {
+			return nil, err
+		}
+		st.ingestURLs = append(st.ingestURLs, "http://"+httpAddr)
+	case "single":
+		for i, s := range st.servers {
+			httpAddr, err := freeAddr()
+			if err != nil {
+				return nil, err
+			}
+			env := append(slicesClone(ingestEnv), "WAKEPUSH_INGEST_HTTP_ADDR="+httpAddr, "WAKEPUSH_COMPONENT_ADDR="+s.Addr(),
+				"WAKEPUSH_COMPONENT_JID="+s.JID, "WAKEPUSH_COMPONENT_SECRET="+s.Secret)
+			if err := start(fmt.Sprintf("ingest-%d", i+1), bins["ingest"], env); err != nil {
+				return nil, err
+			}
+			st.ingestURLs = append(st.ingestURLs, "http://"+httpAddr)
+		}
+	default:
+		return nil, fmt.Errorf("component mode %q: want auto, list or single", st.mode)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	for _, s := range st.servers {
+		if err := s.WaitConnected(wctx, 1); err != nil {
+			return nil, err
+		}
+	}
+	logf("stack up in %s (%d ingest process(es), component mode %s)", time.Since(began).Round(time.Millisecond), len(st.ingestURLs), st.mode)
+	return st, nil
+}
+
+func slicesClone(s []string) []string { return append([]string(nil), s...) }
+
+// RepoRoot walks up from dir to the directory holding go.work.
+func RepoRoot(dir string) (string, error) {
+	d, err := filepath.Abs(dir)
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(d, "go.work")); err == nil {
+			return d, nil
+		}
+		parent := filepath.Dir(d)
+		if parent == d {
+			return "", fmt.Errorf("no go.work above %s: run the load test inside the wakepush repository", dir)
+		}
+		d = parent
+	}
+}
+
+// stopServices stops the services (ingest first) and returns their problems.
+func (st *stack) stopServices() []error {
+	var errs []error
+	for i := len(st.procs) - 1; i >= 0; i-- {
+		if err := st.procs[i].stop(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	st.procs = nil
+	return errs
+}
+
+func (st *stack) close() {
+	st.stopServices()
+	for _, s := range st.servers {
+		s.Close()
+	}
+	if st.apns != nil {
+		st.apns.Close()
+	}
+	if st.fcm != nil {
+		st.fcm.Close()
+	}
+	if st.ch != nil {
+		st.ch.Stop()
+	}
+	if st.chTmp != "" {
+		os.RemoveAll(st.chTmp)
+	}
+	if st.kafka != nil {
+		st.kafka.Close()
+	}
+}
