@@ -15,7 +15,7 @@ help: ## list targets
 
 build: ## build every binary into bin/
 	$(GO) build -o bin/ ./services/ingest ./services/coalescer ./services/sender ./services/recorder ./services/wakepushctl \
-		./loadtest/cmd/apns-mock ./deploy/local/cmd/wakepush-dev ./deploy/local/cmd/kafka-broker ./deploy/local/cmd/chdb-server
+		./loadtest/cmd/apns-mock ./loadtest/cmd/fcm-mock ./loadtest/cmd/loadtest ./deploy/local/cmd/wakepush-dev ./deploy/local/cmd/kafka-broker ./deploy/local/cmd/chdb-server
 
 test: clickhouse-lib ## unit + integration tests (kfake, ClickHouse, APNs mock, Prosody), with -race
 	$(GO) vet $(PKGS)
