@@ -90,7 +90,10 @@ func ParsePublish(pubsub *xmpp.Element) (*Publish, error) {
 	}
 	// The summary: publish/item/notification/x. Servers may send no item, an empty
 	// notification, or a notification without a form.
-	for _, item := range pub.ChildrenNamed("", "item") {
+	for _, item := range pub.Children {
+		if item.Name.Local != "item" {
+			continue
+		}
 		n := item.Child(xmpp.NSPush, "notification")
 		if n == nil {
 			n = item.Child("", "notification")
@@ -119,7 +122,10 @@ func ParsePublish(pubsub *xmpp.Element) (*Publish, error) {
 // servers get FORM_TYPE wrong).
 func findForm(parent *xmpp.Element, formType string) *xmpp.Element {
 	var untyped, first *xmpp.Element
-	for _, x := range parent.ChildrenNamed("", "x") {
+	for _, x := range parent.Children {
+		if x.Name.Local != "x" {
+			continue
+		}
 		if x.Name.Space != xmpp.NSData && x.Name.Space != "" {
 			continue
 		}
@@ -142,8 +148,8 @@ func findForm(parent *xmpp.Element, formType string) *xmpp.Element {
 
 // fieldValue returns the first value of field var (trimmed) and whether the field exists.
 func fieldValue(x *xmpp.Element, name string) (string, bool) {
-	for _, f := range x.ChildrenNamed("", "field") {
-		if f.AttrValue("var") != name {
+	for _, f := range x.Children {
+		if f.Name.Local != "field" || f.AttrValue("var") != name {
 			continue
 		}
 		return f.Child("", "value").TrimmedText(), true
@@ -153,7 +159,10 @@ func fieldValue(x *xmpp.Element, name string) (string, bool) {
 
 func parseSummary(x *xmpp.Element) Summary {
 	s := Summary{Present: true, FormType: x.AttrValue("type")}
-	for _, f := range x.ChildrenNamed("", "field") {
+	for _, f := range x.Children {
+		if f.Name.Local != "field" {
+			continue
+		}
 		switch f.AttrValue("var") {
 		case "message-count":
 			s.MessageCount = parseCount(f.Child("", "value").TrimmedText())
@@ -195,7 +204,10 @@ func truthy(v string) bool {
 }
 
 func (p *Publish) readOptions(x *xmpp.Element) {
-	for _, f := range x.ChildrenNamed("", "field") {
+	for _, f := range x.Children {
+		if f.Name.Local != "field" {
+			continue
+		}
 		name := f.AttrValue("var")
 		v := f.Child("", "value").TrimmedText()
 		switch name {

@@ -92,19 +92,36 @@ func (e *Element) TrimmedText() string {
 type Builder struct {
 	stack []*Element
 	root  *Element
+	slab  []Element // elements are allocated in blocks: one allocation for several elements
 }
 
-// Start opens an element.
+// slabSize is how many elements one allocation holds (a publish has ~20).
+const slabSize = 32
+
+// Start opens an element. It keeps se.Attr's array (filtered in place: namespace declarations
+// removed), so the caller must not reuse it; decoder tokens are fresh each time.
 func (b *Builder) Start(se xml.StartElement) {
-	el := &Element{Name: se.Name}
+	if len(b.slab) == 0 {
+		b.slab = make([]Element, slabSize)
+	}
+	el := &b.slab[0]
+	b.slab = b.slab[1:]
+	el.Name = se.Name
+	attrs := se.Attr[:0]
 	for _, a := range se.Attr {
 		if a.Name.Space == "xmlns" || (a.Name.Space == "" && a.Name.Local == "xmlns") {
 			continue // namespace declarations are already resolved into names
 		}
-		el.Attr = append(el.Attr, a)
+		attrs = append(attrs, a)
+	}
+	if len(attrs) > 0 {
+		el.Attr = attrs
 	}
 	if n := len(b.stack); n > 0 {
 		p := b.stack[n-1]
+		if p.Children == nil {
+			p.Children = make([]*Element, 0, 4)
+		}
 		p.Children = append(p.Children, el)
 	} else {
 		b.root = el
@@ -115,7 +132,11 @@ func (b *Builder) Start(se xml.StartElement) {
 // Text adds character data to the open element.
 func (b *Builder) Text(cd xml.CharData) {
 	if n := len(b.stack); n > 0 {
-		b.stack[n-1].Text += string(cd)
+		if el := b.stack[n-1]; el.Text == "" {
+			el.Text = string(cd)
+		} else {
+			el.Text += string(cd)
+		}
 	}
 }
 
@@ -133,14 +154,31 @@ func (b *Builder) Depth() int { return len(b.stack) }
 // Root returns the built element and resets the builder.
 func (b *Builder) Root() *Element {
 	r := b.root
-	b.root, b.stack = nil, nil
+	b.root = nil
+	clear(b.stack)
+	b.stack = b.stack[:0]
 	return r
 }
 
 // Escape returns s escaped for use in XML character data or a quoted attribute value.
 func Escape(s string) string {
+	if !needsEscape(s) {
+		return s
+	}
 	var buf bytes.Buffer
 	// xml.EscapeText escapes <, >, &, ', " and control characters; it never fails on a Buffer.
 	_ = xml.EscapeText(&buf, []byte(s))
 	return buf.String()
+}
+
+// needsEscape reports whether s has a byte xml.EscapeText would change: <, >, &, ', ", a control
+// character or anything not ASCII (EscapeText also replaces invalid UTF-8 and some code points).
+func needsEscape(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x20 || c >= 0x7f || c == '<' || c == '>' || c == '&' || c == '\'' || c == '"' {
+			return true
+		}
+	}
+	return false
 }

@@ -1,7 +1,6 @@
 package xmpp
 
 import (
-	"bufio"
 	"encoding/xml"
 	"errors"
 	"fmt"
@@ -18,22 +17,51 @@ var (
 	ErrRestrictedXML = errors.New("xmpp: restricted XML (DTD) in stream")
 )
 
-// limitedByteReader counts the bytes the decoder consumes and refuses to go past limit.
+// limitedByteReader is a buffered io.ByteReader that counts the bytes the decoder consumes and
+// refuses to go past limit. It is its own buffer (no bufio underneath): the decoder calls
+// ReadByte once per input byte, so one interface call per byte is all it costs.
 type limitedByteReader struct {
-	r     *bufio.Reader
-	n     int64
-	limit int64
+	r        io.Reader
+	buf      []byte
+	pos, end int
+	n        int64
+	limit    int64
+	err      error
 }
 
 func (l *limitedByteReader) ReadByte() (byte, error) {
 	if l.n >= l.limit {
 		return 0, ErrStanzaTooLarge
 	}
-	c, err := l.r.ReadByte()
-	if err == nil {
-		l.n++
+	if l.pos == l.end && !l.fill() {
+		return 0, l.err
 	}
-	return c, err
+	c := l.buf[l.pos]
+	l.pos++
+	l.n++
+	return c, nil
+}
+
+// fill reads more input; it reports false (with l.err set) when there is none.
+func (l *limitedByteReader) fill() bool {
+	if l.err != nil {
+		return false
+	}
+	for i := 0; i < 100; i++ {
+		n, err := l.r.Read(l.buf)
+		l.pos, l.end = 0, n
+		if err != nil {
+			l.err = err
+		}
+		if n > 0 {
+			return true
+		}
+		if err != nil {
+			return false
+		}
+	}
+	l.err = io.ErrNoProgress
+	return false
 }
 
 func (l *limitedByteReader) Read(p []byte) (int, error) {
@@ -43,46 +71,150 @@ func (l *limitedByteReader) Read(p []byte) (int, error) {
 	if rem := l.limit - l.n; int64(len(p)) > rem {
 		p = p[:rem]
 	}
-	n, err := l.r.Read(p)
+	if l.pos == l.end && !l.fill() {
+		return 0, l.err
+	}
+	n := copy(p, l.buf[l.pos:l.end])
+	l.pos += n
 	l.n += int64(n)
-	return n, err
+	return n, nil
+}
+
+// nsBinding is one namespace declaration in scope (prefix "" is the default namespace).
+type nsBinding struct{ prefix, uri string }
+
+// openElement is an element of the stream that is not closed yet: its raw (prefixed) name and
+// the number of namespace bindings in scope before it.
+type openElement struct {
+	name   xml.Name
+	nsMark int
 }
 
 // StreamReader reads an XMPP stream: the stream header, then one top-level element (stanza or
 // nonza) at a time as an Element tree, each at most maxStanza bytes. It is not safe for
 // concurrent use.
+//
+// It uses the decoder's RawToken (the tokenizer without encoding/xml's namespace maps and
+// per-token copies) and does the two things Token adds itself: matching end tags to start tags
+// (not well-formed → *xml.SyntaxError) and resolving namespace prefixes, with encoding/xml's
+// rules (unprefixed attributes have no namespace, prefix xml is the XML namespace, an unknown
+// prefix stays as it is).
 type StreamReader struct {
 	lr        *limitedByteReader
 	dec       *xml.Decoder
 	maxStanza int64
 	b         Builder
+	ns        []nsBinding
+	open      []openElement
 }
 
 // NewStreamReader reads from r with a per-stanza size limit in bytes.
 func NewStreamReader(r io.Reader, maxStanza int) *StreamReader {
-	lr := &limitedByteReader{r: bufio.NewReaderSize(r, 4096), limit: int64(maxStanza)}
+	lr := &limitedByteReader{r: r, buf: make([]byte, 4096), limit: int64(maxStanza)}
 	dec := xml.NewDecoder(lr)
 	dec.Strict = true
 	return &StreamReader{lr: lr, dec: dec, maxStanza: int64(maxStanza)}
+}
+
+const xmlNamespaceURL = "http://www.w3.org/XML/1998/namespace"
+
+// token returns the next raw token. The caller passes start elements to startElement and end
+// elements to endElement (handled there, not here, so that the token is not boxed twice).
+func (s *StreamReader) token() (xml.Token, error) {
+	tok, err := s.dec.RawToken()
+	if err != nil {
+		if errors.Is(err, ErrStanzaTooLarge) {
+			return nil, ErrStanzaTooLarge
+		}
+		if err == io.EOF && len(s.open) > 0 {
+			return nil, s.syntaxError("unexpected EOF")
+		}
+		return nil, err
+	}
+	return tok, nil
+}
+
+// startElement records t's namespace declarations and resolves its name and attributes.
+func (s *StreamReader) startElement(t *xml.StartElement) {
+	mark := len(s.ns)
+	for _, a := range t.Attr {
+		switch {
+		case a.Name.Space == "xmlns":
+			s.ns = append(s.ns, nsBinding{a.Name.Local, a.Value})
+		case a.Name.Space == "" && a.Name.Local == "xmlns":
+			s.ns = append(s.ns, nsBinding{"", a.Value})
+		}
+	}
+	s.open = append(s.open, openElement{name: t.Name, nsMark: mark})
+	t.Name.Space = s.resolve(t.Name, true)
+	for i := range t.Attr {
+		t.Attr[i].Name.Space = s.resolve(t.Attr[i].Name, false)
+	}
+}
+
+// endElement checks that t closes the open element (else the stream is not well-formed) and
+// drops the element's namespace declarations.
+func (s *StreamReader) endElement(t xml.EndElement) error {
+	n := len(s.open)
+	if n == 0 {
+		return s.syntaxError("unexpected end element </" + t.Name.Local + ">")
+	}
+	o := s.open[n-1]
+	if o.name != t.Name {
+		return s.syntaxError("element <" + o.name.Local + "> closed by </" + t.Name.Local + ">")
+	}
+	s.open = s.open[:n-1]
+	clear(s.ns[o.nsMark:])
+	s.ns = s.ns[:o.nsMark]
+	return nil
+}
+
+// resolve returns the namespace of a raw name, like encoding/xml's Decoder.Token.
+func (s *StreamReader) resolve(n xml.Name, isElementName bool) string {
+	switch {
+	case n.Space == "xmlns":
+		return n.Space
+	case n.Space == "" && !isElementName:
+		return ""
+	case n.Space == "xml":
+		return xmlNamespaceURL
+	case n.Space == "" && n.Local == "xmlns":
+		return ""
+	}
+	for i := len(s.ns) - 1; i >= 0; i-- {
+		if s.ns[i].prefix == n.Space {
+			return s.ns[i].uri
+		}
+	}
+	return n.Space // unknown prefix, or no default namespace ("")
+}
+
+func (s *StreamReader) syntaxError(msg string) error {
+	line, _ := s.dec.InputPos()
+	return &xml.SyntaxError{Msg: msg, Line: line}
 }
 
 // Header reads up to the stream header <stream:stream …> and returns it.
 func (s *StreamReader) Header() (xml.StartElement, error) {
 	for {
 		s.lr.limit = s.lr.n + s.maxStanza
-		tok, err := s.dec.Token()
+		tok, err := s.token()
 		if err != nil {
-			return xml.StartElement{}, s.wrap(err)
+			return xml.StartElement{}, err
 		}
 		switch t := tok.(type) {
 		case xml.StartElement:
+			s.startElement(&t)
 			if t.Name.Space != NSStream || t.Name.Local != "stream" {
 				return xml.StartElement{}, fmt.Errorf("xmpp: expected a stream header, got <%s xmlns='%s'>", t.Name.Local, t.Name.Space)
 			}
-			return t.Copy(), nil
+			return t, nil
 		case xml.Directive:
 			return xml.StartElement{}, ErrRestrictedXML
 		case xml.EndElement:
+			if err := s.endElement(t); err != nil {
+				return xml.StartElement{}, err
+			}
 			return xml.StartElement{}, errors.New("xmpp: unexpected end element before the stream header")
 		}
 		// XML declaration, comments and white space before the header are fine.
@@ -97,14 +229,18 @@ func (s *StreamReader) Next() (*Element, error) {
 		if s.b.Depth() == 0 {
 			s.lr.limit = s.lr.n + s.maxStanza
 		}
-		tok, err := s.dec.Token()
+		tok, err := s.token()
 		if err != nil {
-			return nil, s.wrap(err)
+			return nil, err
 		}
 		switch t := tok.(type) {
 		case xml.StartElement:
+			s.startElement(&t)
 			s.b.Start(t)
 		case xml.EndElement:
+			if err := s.endElement(t); err != nil {
+				return nil, err
+			}
 			if s.b.Depth() == 0 {
 				return nil, ErrStreamClosed
 			}
@@ -120,13 +256,6 @@ func (s *StreamReader) Next() (*Element, error) {
 		}
 		// Comments and processing instructions are ignored (lenient).
 	}
-}
-
-func (s *StreamReader) wrap(err error) error {
-	if errors.Is(err, ErrStanzaTooLarge) {
-		return ErrStanzaTooLarge
-	}
-	return err
 }
 
 // IsNotWellFormed reports whether err is an XML syntax error of the stream.

@@ -66,6 +66,7 @@ func ParseIQ(el *Element) IQ {
 // ResultXML returns the result answer to iq with an optional payload (already serialized XML).
 func ResultXML(iq IQ, payload string) string {
 	var b strings.Builder
+	b.Grow(len("<iq type='result' id='' from='' to=''>") + len(iq.ID) + len(iq.To) + len(iq.From) + len(payload) + len("</iq>") + 16)
 	b.WriteString("<iq type='result'")
 	writeAddr(&b, iq)
 	if payload == "" {
