@@ -1,0 +1,133 @@
+package kafkax_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/propagation"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/wakepush/wakepush/deploy/local/stacktest"
+	wakepushv1 "github.com/wakepush/wakepush/schemas/gen/wakepushv1"
+	"github.com/wakepush/wakepush/schemas/records"
+	"github.com/wakepush/wakepush/schemas/topics"
+	"github.com/wakepush/wakepush/services/internal/kafkax"
+)
+
+func TestHeaderCarrier(t *testing.T) {
+	var h []kafka.Header
+	c := kafkax.HeaderCarrier{Headers: &h}
+	c.Set("a", "1")
+	c.Set("b", "2")
+	c.Set("a", "3")
+	if c.Get("a") != "3" || c.Get("b") != "2" || c.Get("missing") != "" || len(h) != 2 || strings.Join(c.Keys(), ",") != "a,b" {
+		t.Fatalf("carrier state %v", h)
+	}
+}
+
+// The producer writes acknowledged records keyed by device id with the schema headers, and the
+// trace context in the headers is a producer span that is a child of the caller's span.
+func TestProducer(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	otel.SetTracerProvider(tp)
+	otel.SetTextMapPropagator(propagation.TraceContext{})
+
+	cfg := &kafkax.Config{Brokers: []string{stacktest.Kafka(t)}, Partitions: 3, ReplicationFactor: 1, BatchTimeout: 2 * time.Millisecond}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := cfg.EnsureTopics(ctx, topics.Events); err != nil {
+		t.Fatal(err)
+	}
+	p, err := kafkax.NewProducer(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+
+	parentCtx, parent := tp.Tracer("test").Start(ctx, "request")
+	ev := &wakepushv1.PushEvent{Id: records.NewID(), DeviceId: "0123456789abcdef0123456789abcdef", App: "im.example"}
+	if err := p.Produce(ctx, kafkax.Record{Ctx: parentCtx, Topic: topics.Events, Key: ev.DeviceId, Msg: ev}); err != nil {
+		t.Fatal(err)
+	}
+	parent.End()
+
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: cfg.Brokers, Topic: topics.Events, Partition: partitionOf(t, cfg, ev.DeviceId)})
+	defer r.Close()
+	msg, err := r.ReadMessage(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(msg.Key) != ev.DeviceId {
+		t.Errorf("key %q", msg.Key)
+	}
+	if kafkax.Header(&msg, records.HeaderContentType) != records.ContentType || kafkax.Header(&msg, records.HeaderSchema) != "wakepush.v1.PushEvent" {
+		t.Errorf("headers %v", msg.Headers)
+	}
+	got, err := records.Decode(kafkax.Header(&msg, records.HeaderSchema), msg.Value)
+	if err != nil || !proto.Equal(got, ev) {
+		t.Fatalf("decoded %v (%v), want %v", got, err, ev)
+	}
+	sc := trace.SpanContextFromContext(kafkax.Extract(context.Background(), &msg))
+	var producer sdktrace.ReadOnlySpan
+	for _, s := range rec.Ended() {
+		if s.SpanContext().SpanID() == sc.SpanID() {
+			producer = s
+		}
+	}
+	if producer == nil || producer.SpanKind() != trace.SpanKindProducer || producer.Parent().SpanID() != parent.SpanContext().SpanID() {
+		t.Fatalf("header trace context %v is not a producer span under the request span", sc)
+	}
+}
+
+// partitionOf is where the Murmur2 balancer (Java-compatible) puts key.
+func partitionOf(t *testing.T, cfg *kafkax.Config, key string) int {
+	t.Helper()
+	return (&kafka.Murmur2Balancer{}).Balance(kafka.Message{Key: []byte(key)}, 0, 1, 2)
+}
+
+// Topics are created once with the spec's cleanup policy; a topic with another partition count
+// is refused, because co-partitioning by device id depends on one count everywhere.
+func TestEnsureTopics(t *testing.T) {
+	brokers := []string{stacktest.Kafka(t)}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cfg := &kafkax.Config{Brokers: brokers, Partitions: 4, ReplicationFactor: 1}
+	for range 2 { // idempotent
+		if err := cfg.EnsureTopics(ctx, topics.Registrations, topics.Wakes); err != nil {
+			t.Fatal(err)
+		}
+	}
+	client, err := cfg.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kafkax.CloseClient(client)
+	resp, err := client.DescribeConfigs(ctx, &kafka.DescribeConfigsRequest{Resources: []kafka.DescribeConfigRequestResource{
+		{ResourceType: kafka.ResourceTypeTopic, ResourceName: topics.Registrations, ConfigNames: []string{"cleanup.policy"}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := resp.Resources[0].ConfigEntries[0].ConfigValue; v != "compact" {
+		t.Errorf("%s cleanup.policy = %q, want compact", topics.Registrations, v)
+	}
+	other := &kafkax.Config{Brokers: brokers, Partitions: 6, ReplicationFactor: 1}
+	short, cancelShort := context.WithTimeout(ctx, 2*time.Second)
+	defer cancelShort()
+	if err := other.EnsureTopics(short, topics.Wakes); err == nil || !strings.Contains(err.Error(), "has 4 partitions, want 6") {
+		t.Fatalf("mismatched partition count: %v", err)
+	}
+	if err := cfg.EnsureTopics(ctx, "no.such.topic"); err == nil {
+		t.Fatal("a topic without a spec was accepted")
+	}
+}
+
+func TestMain(m *testing.M) { stacktest.Main(m) }
