@@ -353,6 +353,8 @@ func startStack(ctx context.Context, opts Options, sc *scenario.Scenario, plan *
 		"WAKEPUSH_NODE_KEYS=lt1:" + base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 32)),
 		"WAKEPUSH_DEVICE_ID_KEY=" + base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{9}, 32)),
 		"WAKEPUSH_INGEST_EVENT_TOKENS=loadtest:" + eventToken,
+		// The generator registers every device from one address: no per-client limit.
+		"WAKEPUSH_INGEST_CLIENT_RATE=0",
 	}
 	st.mode = opts.ComponentMode
 	if st.mode == "" || st.mode == "auto" {

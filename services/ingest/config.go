@@ -35,6 +35,8 @@ type settings struct {
 	HTTPAddr       string
 	AppsFile       string
 	MaxBody        int
+	ClientRate     string
+	TenantRate     string
 	ProduceTimeout time.Duration
 
 	Components           string
@@ -57,6 +59,8 @@ func (c *settings) register(s *config.Set) {
 	s.String(&c.HTTPAddr, "http-addr", "WAKEPUSH_INGEST_HTTP_ADDR", "127.0.0.1:18080", "address of the HTTP API")
 	s.String(&c.AppsFile, "apps-file", "WAKEPUSH_APPS_FILE", "", "the apps file (YAML): the push apps this deployment serves")
 	s.Int(&c.MaxBody, "http-max-body", "WAKEPUSH_INGEST_MAX_BODY", httpapi.DefaultMaxBody, "HTTP request body limit in bytes (larger bodies get 413)")
+	s.String(&c.ClientRate, "http-client-rate", "WAKEPUSH_INGEST_CLIENT_RATE", "10/s:50", "registration, unregistration and receipt calls per client IP address, N/s|m|h[:burst] (0: unlimited); over it: 429")
+	s.String(&c.TenantRate, "http-tenant-rate", "WAKEPUSH_INGEST_TENANT_RATE", "0", "event API calls per tenant, N/s|m|h[:burst] (0: unlimited); over it: 429")
 	s.Duration(&c.ProduceTimeout, "produce-timeout", "WAKEPUSH_INGEST_PRODUCE_TIMEOUT", 5*time.Second, "how long a request waits for Kafka's acknowledgement before it is answered as unavailable")
 	s.String(&c.Components, "components", "WAKEPUSH_COMPONENTS", "", "XEP-0114 component connections: jid@host:port[*n][,…] (n connections to that server as that JID, for ejabberd); secrets in WAKEPUSH_COMPONENT_SECRETS. Replaces -component-addr")
 	s.String(&c.ComponentReadiness, "component-readiness", "WAKEPUSH_COMPONENT_READINESS", "none", "what /readyz requires of the component connections: none, any (at least one connected) or all")
@@ -82,6 +86,8 @@ type loaded struct {
 	Components []component.Config
 	Adhoc      adhoc.Services // empty when disabled
 	AdhocRate  core.Rate
+	ClientRate core.Rate             // HTTP API, per client address
+	TenantRate core.Rate             // HTTP event API, per tenant
 	Tokens     *core.TokenNodeConfig // nil when disabled
 }
 
@@ -284,6 +290,12 @@ func (c *settings) loadConventions(chk *config.Check, l *loaded) {
 	l.Adhoc = svcs
 	if l.AdhocRate, err = core.ParseRate(c.AdhocRate); err != nil {
 		chk.Add(fmt.Errorf("WAKEPUSH_ADHOC_RATE: %w", err))
+	}
+	if l.ClientRate, err = core.ParseRate(c.ClientRate); err != nil {
+		chk.Add(fmt.Errorf("WAKEPUSH_INGEST_CLIENT_RATE: %w", err))
+	}
+	if l.TenantRate, err = core.ParseRate(c.TenantRate); err != nil {
+		chk.Add(fmt.Errorf("WAKEPUSH_INGEST_TENANT_RATE: %w", err))
 	}
 	if strings.TrimSpace(c.PushModules) == "" {
 		return

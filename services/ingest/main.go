@@ -113,7 +113,8 @@ func run(ctx context.Context, args []string) error {
 		return fmt.Errorf("listen %s: %w", cfg.HTTPAddr, err)
 	}
 	httpSrv := &http.Server{
-		Handler:           httpapi.New(ing, httpapi.Options{Tenants: deps.Tenants, MaxBody: int64(cfg.MaxBody), Log: log}),
+		Handler: httpapi.New(ing, httpapi.Options{Tenants: deps.Tenants, MaxBody: int64(cfg.MaxBody),
+			ClientRate: deps.ClientRate, TenantRate: deps.TenantRate, Log: log}),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       15 * time.Second,
 		WriteTimeout:      cfg.ProduceTimeout + 15*time.Second,

@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"mime"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -35,20 +36,31 @@ type Options struct {
 	Tenants *Tenants
 	// MaxBody is the request body limit in bytes (DefaultMaxBody when 0).
 	MaxBody int64
-	Log     *slog.Logger
+	// ClientRate limits registration, unregistration and receipt calls per client IP address
+	// (a zero Rate: unlimited). Apps call these; XMPP servers and tenants do not.
+	ClientRate core.Rate
+	// TenantRate limits event API calls per tenant (a zero Rate: unlimited).
+	TenantRate core.Rate
+	Log        *slog.Logger
 }
+
+// maxLimiterKeys bounds the memory of the per-client and per-tenant token buckets.
+const maxLimiterKeys = 100_000
 
 type api struct {
 	in      *core.Ingester
 	tenants *Tenants
 	maxBody int64
 	log     *slog.Logger
+	clients *core.Limiter
+	tenantL *core.Limiter
 	tracer  trace.Tracer
 }
 
 // New returns the API handler.
 func New(in *core.Ingester, opts Options) http.Handler {
 	a := &api{in: in, tenants: opts.Tenants, maxBody: opts.MaxBody, log: opts.Log,
+		clients: core.NewLimiter(opts.ClientRate, maxLimiterKeys), tenantL: core.NewLimiter(opts.TenantRate, maxLimiterKeys),
 		tracer: otel.Tracer("github.com/wakepush/wakepush/services/ingest/httpapi")}
 	if a.maxBody <= 0 {
 		a.maxBody = DefaultMaxBody
@@ -61,10 +73,10 @@ func New(in *core.Ingester, opts Options) http.Handler {
 		path string
 		h    http.HandlerFunc
 	}{
-		{"/v1/registrations", a.register},
-		{"/v1/registrations/unregister", a.unregister},
+		{"/v1/registrations", a.perClient(a.register)},
+		{"/v1/registrations/unregister", a.perClient(a.unregister)},
 		{"/v1/events", a.event},
-		{"/v1/receipts", a.receipt},
+		{"/v1/receipts", a.perClient(a.receipt)},
 	} {
 		mux.Handle("POST "+r.path, a.traced(r.h))
 		mux.HandleFunc(r.path, func(w http.ResponseWriter, _ *http.Request) {
@@ -76,6 +88,21 @@ func New(in *core.Ingester, opts Options) http.Handler {
 		writeProblem(w, kindNotFound, "")
 	})
 	return mux
+}
+
+// perClient answers 429 to a client address over its rate before h reads anything.
+func (a *api) perClient(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		host, _, err := net.SplitHostPort(r.RemoteAddr)
+		if err != nil {
+			host = r.RemoteAddr
+		}
+		if !a.clients.Allow(host, time.Now()) {
+			writeProblem(w, kindRateLimited, "")
+			return
+		}
+		h(w, r)
+	}
 }
 
 // statusWriter remembers the status for the span.
@@ -227,6 +254,11 @@ func (a *api) event(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		a.in.Metrics().Publish(r.Context(), "http", core.CodeNotAuthorized)
 		writeProblem(w, kindUnauthorized, "send Authorization: Bearer <event API token>")
+		return
+	}
+	if !a.tenantL.Allow(tenant, time.Now()) {
+		a.in.Metrics().Publish(r.Context(), "http", core.CodeRateLimited)
+		writeProblem(w, kindRateLimited, "the tenant's event rate is exceeded")
 		return
 	}
 	var req eventRequest

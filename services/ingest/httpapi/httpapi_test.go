@@ -1,6 +1,7 @@
 package httpapi_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -324,5 +325,62 @@ func TestParseTenants(t *testing.T) {
 	ts, _ := httpapi.ParseTenants("a:0123456789ab,b:ba9876543210")
 	if name, ok := ts.Authenticate("bearer ba9876543210"); !ok || name != "b" {
 		t.Fatalf("Authenticate = %q, %v", name, ok)
+	}
+}
+
+// Registration calls over the per-client rate get 429 with Retry-After and write nothing; the
+// event API is limited per tenant, so one tenant over its rate does not stop another.
+func TestRateLimits(t *testing.T) {
+	tenants, err := httpapi.ParseTenants("acme:" + eventToken + ", other:other-tenant-token-02")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &testenv.Producer{}
+	in, err := core.New(core.Config{Apps: testenv.Apps(t), Keys: testenv.Keys(t), Producer: p, Devices: devices.New(),
+		ComponentJID: "push.example.org", ProduceTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(httpapi.New(in, httpapi.Options{Tenants: tenants,
+		ClientRate: core.Rate{PerSecond: 0.001, Burst: 2}, TenantRate: core.Rate{PerSecond: 0.001, Burst: 1}}))
+	t.Cleanup(srv.Close)
+
+	post := func(path, bearer string, body any) *http.Response {
+		b, _ := json.Marshal(body)
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+path, bytes.NewReader(b))
+		req.Header.Set("Content-Type", "application/json")
+		if bearer != "" {
+			req.Header.Set("Authorization", "Bearer "+bearer)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	reg := map[string]any{"app": testenv.IOSApp, "token": testenv.APNsToken, "environment": "production"}
+	for i, want := range []int{200, 200, 429} {
+		resp := post("/v1/registrations", "", reg)
+		if resp.StatusCode != want {
+			t.Fatalf("registration %d: %d, want %d", i+1, resp.StatusCode, want)
+		}
+		if want == 429 && resp.Header.Get("Retry-After") == "" {
+			t.Error("429 without Retry-After")
+		}
+	}
+	if n := len(p.Records()); n != 2 {
+		t.Errorf("%d registration records written, want 2 (the limited call writes nothing)", n)
+	}
+	r := testenv.Keys(t).Register(testenv.IOSApp, "apns", testenv.APNsToken)
+	ev := map[string]any{"node": r.Node, "secret": r.Secret}
+	if code := post("/v1/events", eventToken, ev).StatusCode; code != 202 {
+		t.Fatalf("first event of acme: %d", code)
+	}
+	if code := post("/v1/events", eventToken, ev).StatusCode; code != 429 {
+		t.Fatalf("second event of acme: %d, want 429", code)
+	}
+	if code := post("/v1/events", "other-tenant-token-02", ev).StatusCode; code != 202 {
+		t.Fatalf("first event of another tenant: %d, want 202", code)
 	}
 }

@@ -39,6 +39,7 @@ var (
 	kindForbidden       = kind{"not-authorized", http.StatusForbidden, "The node secret is wrong"}
 	kindGone            = kind{"device-unregistered", http.StatusGone, "The device is unregistered"}
 	kindUnavailable     = kind{"unavailable", http.StatusServiceUnavailable, "Temporarily unavailable, retry later"}
+	kindRateLimited     = kind{"rate-limited", http.StatusTooManyRequests, "Too many requests from this client, retry later"}
 )
 
 // kindOf maps a core code to a problem kind.
@@ -65,7 +66,7 @@ func writeProblem(w http.ResponseWriter, k kind, detail string) {
 	h := w.Header()
 	h.Set("Content-Type", "application/problem+json")
 	h.Set("Cache-Control", "no-store")
-	if k.status == http.StatusServiceUnavailable {
+	if k.status == http.StatusServiceUnavailable || k.status == http.StatusTooManyRequests {
 		h.Set("Retry-After", strconv.Itoa(RetryAfter))
 	}
 	if k.status == http.StatusUnauthorized {
