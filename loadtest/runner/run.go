@@ -40,6 +40,10 @@ type Options struct {
 	ComponentMode string
 	// Progress receives a line per second during the load phase (nil: none).
 	Progress io.Writer
+	// Profile > 0 fetches a CPU profile of that length from every service's
+	// /debug/pprof/profile during the middle of the load phase, saves it in the report dir
+	// and appends each service's top cumulative functions to report.md.
+	Profile time.Duration
 	// Logf receives stage messages (nil: none).
 	Logf func(format string, args ...any)
 }
@@ -82,6 +86,10 @@ func Run(ctx context.Context, opts Options) (*report.Summary, error) {
 	}
 	logf("registered %d devices", len(regs))
 
+	pctx, pcancel := context.WithCancel(ctx)
+	defer pcancel()
+	profDone := startProfiles(pctx, opts, st, logf)
+
 	events, kinds, lagMax, err := sendAll(ctx, opts, st, sc, plan, regs, sum)
 	if err != nil {
 		return nil, err
@@ -121,6 +129,9 @@ func Run(ctx context.Context, opts Options) (*report.Summary, error) {
 	}
 	sum.Plots = plots
 	if err := report.Write(opts.ReportDir, sum); err != nil {
+		return sum, err
+	}
+	if err := appendProfiles(opts.ReportDir, <-profDone); err != nil {
 		return sum, err
 	}
 	return sum, nil

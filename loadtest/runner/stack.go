@@ -181,6 +181,7 @@ type stack struct {
 	procs      []*process
 	mode       string
 	arrivals   *arrivalLog
+	admins     []adminAddr // every service's admin address, for -profile
 }
 
 func latencyFunc(l scenario.LatencySpec) func() time.Duration {
@@ -337,6 +338,7 @@ func startStack(ctx context.Context, opts Options, sc *scenario.Scenario, plan *
 			return err
 		}
 		st.procs = append(st.procs, p)
+		st.admins = append(st.admins, adminAddr{name: name, addr: admin})
 		return p.waitReady(ctx, "http://"+admin+"/readyz", 90*time.Second)
 	}
 	if err := start("recorder", bins["recorder"], []string{"WAKEPUSH_CLICKHOUSE_DSN=clickhouse://" + st.chTCP + "/" + st.database}); err != nil {

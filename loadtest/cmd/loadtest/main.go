@@ -33,6 +33,7 @@ func run() int {
 	mode := flag.String("component-mode", "auto", "auto, list (one ingest, WAKEPUSH_COMPONENTS) or single (one ingest per XMPP server)")
 	race := flag.Bool("race", false, "build the services with -race")
 	quiet := flag.Bool("quiet", false, "no progress line")
+	profile := flag.Duration("profile", 0, "fetch a CPU profile of this length (e.g. 30s) from every service in the middle of the load phase; saved in the report dir, top functions in report.md")
 	flag.Parse()
 	if *scenarioPath == "" || flag.NArg() > 0 {
 		fmt.Fprintln(os.Stderr, "usage: loadtest -scenario FILE [flags]")
@@ -63,7 +64,7 @@ func run() int {
 	defer stop()
 	opts := runner.Options{
 		Scenario: sc, ReportDir: dir, Build: runner.GoBuild(root, binDir, *race), Race: *race,
-		ClickHouseTCP: *chAddr, ComponentMode: *mode,
+		ClickHouseTCP: *chAddr, ComponentMode: *mode, Profile: *profile,
 		Logf: func(format string, args ...any) {
 			fmt.Fprintf(os.Stderr, "loadtest: "+format+"\n", args...)
 		},

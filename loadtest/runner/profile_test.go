@@ -1,0 +1,87 @@
+package runner
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"net/http/pprof"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wakepush/wakepush/loadtest/scenario"
+)
+
+func TestProfileWindow(t *testing.T) {
+	sc := &scenario.Scenario{Duration: scenario.Duration(120 * time.Second)}
+	sc.Shape.MassReconnect = scenario.MassReconnect{At: scenario.Duration(60 * time.Second), Fraction: 0.2, Window: scenario.Duration(2 * time.Second)}
+	for _, c := range []struct {
+		d, delay, length time.Duration
+	}{
+		{30 * time.Second, 15 * time.Second, 30 * time.Second}, // before the reconnect (60 s > 58 s after it)
+		{90 * time.Second, 0, 60 * time.Second},                // shortened to the stretch
+		{0, 29500 * time.Millisecond, time.Second},             // at least 1 s
+	} {
+		delay, length := profileWindow(sc, c.d)
+		if delay != c.delay || length != c.length {
+			t.Errorf("profileWindow(%s) = %s, %s; want %s, %s", c.d, delay, length, c.delay, c.length)
+		}
+	}
+	sc.Shape.MassReconnect.At = scenario.Duration(10 * time.Second)
+	if delay, length := profileWindow(sc, 30*time.Second); delay != 12*time.Second+(108-30)*time.Second/2 || length != 30*time.Second {
+		t.Errorf("after the reconnect: %s, %s", delay, length)
+	}
+	sc.Shape.MassReconnect = scenario.MassReconnect{}
+	if delay, length := profileWindow(sc, 30*time.Second); delay != 45*time.Second || length != 30*time.Second {
+		t.Errorf("no reconnect: %s, %s", delay, length)
+	}
+}
+
+func TestFetchProfileAndReport(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() { // something to sample
+		x := 0
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				x++
+			}
+		}
+	}()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "report.md"), []byte("# report\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := fetchProfile(context.Background(), dir, adminAddr{name: "svc", addr: strings.TrimPrefix(srv.URL, "http://")}, time.Second)
+	if p.Err != nil {
+		t.Fatal(p.Err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "cpu-svc.pprof")); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(p.Top, "flat") || !strings.Contains(p.Top, "cum") {
+		t.Errorf("top output:\n%s", p.Top)
+	}
+	failed := serviceProfile{Service: "gone", Err: os.ErrNotExist}
+	if err := appendProfiles(dir, []serviceProfile{p, failed}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "report.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"# report", "## CPU profiles", "### svc", "cpu-svc.pprof", "### gone", "profile failed"} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("report.md lacks %q:\n%s", want, b)
+		}
+	}
+}
