@@ -256,7 +256,7 @@ func New(cfg Config) (*Server, error) {
 	s.caPEM = s.ca.CertPEM()
 	s.pool = x509.NewCertPool()
 	s.pool.AddCert(s.ca.Cert)
-	cert, err := s.ca.issueServerCert(cfg.Hosts)
+	cert, err := s.ca.IssueServerCert(cfg.Hosts)
 	if err != nil {
 		return nil, fmt.Errorf("apnsmock: issue server certificate: %w", err)
 	}

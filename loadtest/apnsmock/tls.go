@@ -93,9 +93,9 @@ func (ca *CA) KeyPEM() ([]byte, error) {
 	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
 }
 
-// issueServerCert signs a fresh ECDSA P-256 server certificate valid for
+// IssueServerCert signs (for any mock server: APNs, FCM) a fresh ECDSA P-256 server certificate valid for
 // 127.0.0.1, ::1, localhost and the extra hosts (DNS names or IP literals).
-func (ca *CA) issueServerCert(hosts []string) (tls.Certificate, error) {
+func (ca *CA) IssueServerCert(hosts []string) (tls.Certificate, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return tls.Certificate{}, err

@@ -53,6 +53,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/wakepush/wakepush/loadtest/apnsmock"
 )
 
 // DefaultProjectID is the project of a zero Config.
@@ -179,10 +181,16 @@ func New(cfg Config) (*Server, error) {
 	s.faults.Store(&f)
 	s.m = newMetrics()
 
-	cert, certPEM, err := selfSigned(cfg.Hosts)
+	// The same kind of test CA and server certificate as the APNs mock.
+	ca, err := apnsmock.GenerateCA()
 	if err != nil {
 		return nil, err
 	}
+	cert, err := ca.IssueServerCert(cfg.Hosts)
+	if err != nil {
+		return nil, err
+	}
+	certPEM := ca.CertPEM()
 	s.caPEM = certPEM
 	s.pool = x509.NewCertPool()
 	s.pool.AppendCertsFromPEM(certPEM)
