@@ -84,20 +84,10 @@ func (p *partitionRunner) run(ctx context.Context, offset int64) error {
 		return fmt.Errorf("restore partition %d from %s: %w", p.partition, topics.Wakes, err)
 	}
 
-	r := kafka.NewReader(kafka.ReaderConfig{
-		Brokers:         p.c.cfg.Kafka.Brokers,
-		Dialer:          p.c.dialer,
-		Topic:           topics.Events,
-		Partition:       p.partition,
-		MinBytes:        1,
-		MaxBytes:        16 << 20,
-		MaxWait:         250 * time.Millisecond,
-		ReadBackoffMin:  10 * time.Millisecond,
-		ReadBackoffMax:  250 * time.Millisecond,
-		QueueCapacity:   p.c.cfg.MaxBatch,
-		ReadLagInterval: -1,
-		ErrorLogger:     p.c.kafkaLog("kafka-reader", p.partition),
-	})
+	rc := kafkax.PartitionReaderConfig(p.c.cfg.Kafka.Brokers, p.c.dialer, topics.Events, p.partition)
+	rc.QueueCapacity = p.c.cfg.MaxBatch
+	rc.ErrorLogger = p.c.kafkaLog("kafka-reader", p.partition)
+	r := kafka.NewReader(rc)
 	defer r.Close()
 	if err := r.SetOffset(offset); err != nil {
 		return fmt.Errorf("seek %s/%d to %d: %w", topics.Events, p.partition, offset, err)

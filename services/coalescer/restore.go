@@ -10,6 +10,7 @@ import (
 
 	"github.com/wakepush/wakepush/schemas/topics"
 	"github.com/wakepush/wakepush/services/coalescer/coalesce"
+	"github.com/wakepush/wakepush/services/internal/kafkax"
 )
 
 // restore rebuilds the partition's engine from push.wakes before any event is consumed
@@ -29,19 +30,10 @@ func (p *partitionRunner) restore(ctx context.Context) error {
 	}
 	n := 0
 	if start < end {
-		r := kafka.NewReader(kafka.ReaderConfig{
-			Brokers:         p.c.cfg.Kafka.Brokers,
-			Dialer:          p.c.dialer,
-			Topic:           topics.Wakes,
-			Partition:       p.partition,
-			MinBytes:        1,
-			MaxBytes:        16 << 20,
-			MaxWait:         100 * time.Millisecond,
-			ReadBackoffMin:  10 * time.Millisecond,
-			ReadBackoffMax:  250 * time.Millisecond,
-			ReadLagInterval: -1,
-			ErrorLogger:     p.c.kafkaLog("kafka-reader", p.partition),
-		})
+		rc := kafkax.PartitionReaderConfig(p.c.cfg.Kafka.Brokers, p.c.dialer, topics.Wakes, p.partition)
+		rc.MaxWait = 100 * time.Millisecond
+		rc.ErrorLogger = p.c.kafkaLog("kafka-reader", p.partition)
+		r := kafka.NewReader(rc)
 		defer r.Close()
 		if err := r.SetOffset(start); err != nil {
 			return fmt.Errorf("seek %s/%d: %w", topics.Wakes, p.partition, err)

@@ -22,22 +22,39 @@ func NewReader(cfg *Config, group string, topics ...string) (*kafka.Reader, erro
 	if len(topics) == 0 {
 		return nil, fmt.Errorf("reader for group %s: no topics", group)
 	}
-	return kafka.NewReader(kafka.ReaderConfig{
-		Brokers:               cfg.Brokers,
-		GroupID:               group,
-		GroupTopics:           topics,
-		Dialer:                d,
-		StartOffset:           kafka.FirstOffset,
-		CommitInterval:        0,
-		MinBytes:              1,
-		MaxBytes:              16 << 20,
-		MaxWait:               250 * time.Millisecond,
-		ReadBackoffMin:        10 * time.Millisecond,
-		ReadBackoffMax:        250 * time.Millisecond,
-		QueueCapacity:         1000,
-		ReadLagInterval:       -1,
-		WatchPartitionChanges: true,
-	}), nil
+	rc := readerConfig(cfg.Brokers, d)
+	rc.GroupID = group
+	rc.GroupTopics = topics
+	rc.StartOffset = kafka.FirstOffset
+	rc.CommitInterval = 0
+	rc.WatchPartitionChanges = true
+	return kafka.NewReader(rc), nil
+}
+
+// PartitionReaderConfig is the configuration of a reader of one partition outside any group
+// (restoring state, following a whole topic), with the fetch settings every wakepush reader
+// shares; callers adjust what differs (QueueCapacity, MaxWait, ErrorLogger).
+func PartitionReaderConfig(brokers []string, d *kafka.Dialer, topic string, partition int) kafka.ReaderConfig {
+	rc := readerConfig(brokers, d)
+	rc.Topic = topic
+	rc.Partition = partition
+	return rc
+}
+
+// readerConfig holds the fetch settings of every wakepush reader: fetch as soon as one byte is
+// there, wait at most 250 ms, up to 16 MiB, and no lag polling (nobody reads it).
+func readerConfig(brokers []string, d *kafka.Dialer) kafka.ReaderConfig {
+	return kafka.ReaderConfig{
+		Brokers:         brokers,
+		Dialer:          d,
+		MinBytes:        1,
+		MaxBytes:        16 << 20,
+		MaxWait:         250 * time.Millisecond,
+		ReadBackoffMin:  10 * time.Millisecond,
+		ReadBackoffMax:  250 * time.Millisecond,
+		QueueCapacity:   1000,
+		ReadLagInterval: -1,
+	}
 }
 
 // ConsumeAttributes are the messaging semantic-convention attributes of a consumed record.

@@ -205,20 +205,7 @@ func (t *Tail) watchPartitions(ctx context.Context, wg *sync.WaitGroup) {
 }
 
 func (t *Tail) kafkaReader(partition int) messageReader {
-	return kafka.NewReader(kafka.ReaderConfig{
-		Brokers:        t.cfg.Brokers,
-		Topic:          t.opts.Topic,
-		Partition:      partition,
-		Dialer:         t.dialer,
-		MinBytes:       1,
-		MaxBytes:       16 << 20,
-		MaxWait:        250 * time.Millisecond,
-		ReadBackoffMin: 10 * time.Millisecond,
-		ReadBackoffMax: 250 * time.Millisecond,
-		QueueCapacity:  1000,
-		// Nobody asks for the lag: no per-partition lag polling.
-		ReadLagInterval: -1,
-	})
+	return kafka.NewReader(kafkax.PartitionReaderConfig(t.cfg.Brokers, t.dialer, t.opts.Topic, partition))
 }
 
 // read follows one partition from its next offset until ctx ends. After a read error it waits
