@@ -134,11 +134,7 @@ type componentEntry struct {
 func parseComponents(list string) ([]componentEntry, error) {
 	var out []componentEntry
 	seen := map[string]bool{}
-	for _, item := range strings.Split(list, ",") {
-		item = strings.TrimSpace(item)
-		if item == "" {
-			continue
-		}
+	for _, item := range config.SplitList(list) {
 		e := componentEntry{Count: 1}
 		if spec, n, ok := strings.Cut(item, "*"); ok {
 			k, err := strconv.Atoi(n)
@@ -169,11 +165,7 @@ func parseComponents(list string) ([]componentEntry, error) {
 // contain '=' but not ','). Errors never contain a secret.
 func parseComponentSecrets(s string) (map[string]string, error) {
 	out := map[string]string{}
-	for i, item := range strings.Split(s, ",") {
-		item = strings.TrimSpace(item)
-		if item == "" {
-			continue
-		}
+	for i, item := range config.SplitList(s) {
 		jid, secret, ok := strings.Cut(item, "=")
 		jid = strings.ToLower(strings.TrimSpace(jid))
 		if !ok || jid == "" || strings.TrimSpace(secret) == "" {

@@ -21,6 +21,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/wakepush/wakepush/services/internal/config"
+
 	wakepushv1 "github.com/wakepush/wakepush/schemas/gen/wakepushv1"
 	"github.com/wakepush/wakepush/services/ingest/core"
 	"github.com/wakepush/wakepush/services/ingest/xmpp"
@@ -42,11 +44,7 @@ type Services map[string]string
 func ParseServices(s string) (Services, error) {
 	out := Services{}
 	var errs []error
-	for _, item := range strings.Split(s, ",") {
-		item = strings.TrimSpace(item)
-		if item == "" {
-			continue
-		}
+	for _, item := range config.SplitList(s) {
 		svc, app, ok := strings.Cut(item, "=")
 		svc, app = strings.ToLower(strings.TrimSpace(svc)), strings.TrimSpace(app)
 		switch {

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/wakepush/wakepush/services/internal/config"
+
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
@@ -42,11 +44,7 @@ const SandboxSuffix = "-sandbox"
 func ParsePushModules(s string) (map[string]PushModule, error) {
 	out := map[string]PushModule{}
 	var errs []error
-	for _, item := range strings.Split(s, ",") {
-		item = strings.TrimSpace(item)
-		if item == "" {
-			continue
-		}
+	for _, item := range config.SplitList(s) {
 		name, rest, ok := strings.Cut(item, "=")
 		name = strings.TrimSpace(name)
 		if !ok || name == "" || strings.TrimSpace(rest) == "" {

@@ -17,6 +17,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/wakepush/wakepush/services/internal/config"
+
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
@@ -327,11 +329,7 @@ func ParseTenants(v string) (*Tenants, error) {
 	t := &Tenants{}
 	seen := map[string]bool{}
 	var errs []error
-	for _, item := range strings.Split(v, ",") {
-		item = strings.TrimSpace(item)
-		if item == "" {
-			continue
-		}
+	for _, item := range config.SplitList(v) {
 		name, tok, ok := strings.Cut(item, ":")
 		switch {
 		case !ok:

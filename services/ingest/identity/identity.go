@@ -21,6 +21,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/wakepush/wakepush/services/internal/config"
 )
 
 // MinKeyLen is the minimum length of every key in bytes (the HMAC-SHA256 block of security).
@@ -109,11 +111,7 @@ func FromEnv(deviceVar, deviceKey, nodeVar, nodeKeys string) (*Keys, error) {
 	if strings.TrimSpace(nodeKeys) == "" {
 		errs = append(errs, fmt.Errorf("%s: at least one kid:base64key is required", nodeVar))
 	}
-	for _, item := range strings.Split(nodeKeys, ",") {
-		item = strings.TrimSpace(item)
-		if item == "" {
-			continue
-		}
+	for _, item := range config.SplitList(nodeKeys) {
 		kid, b64, ok := strings.Cut(item, ":")
 		if !ok {
 			errs = append(errs, fmt.Errorf("%s: entry %q is not kid:base64key", nodeVar, redact(item)))
