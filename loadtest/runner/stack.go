@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -24,6 +23,8 @@ import (
 	"github.com/wakepush/wakepush/loadtest/fcmmock"
 	"github.com/wakepush/wakepush/loadtest/scenario"
 	"github.com/wakepush/wakepush/loadtest/xmppserver"
+
+	"github.com/wakepush/wakepush/deploy/local/freeport"
 )
 
 const (
@@ -49,16 +50,6 @@ func GoBuild(root, dir string, race bool) func(pkg string) (string, error) {
 		}
 		return out, nil
 	}
-}
-
-// freeAddr returns a loopback address whose port was free a moment ago.
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
 }
 
 // process is a service binary run as a child with its output in a log file.
@@ -329,7 +320,7 @@ func startStack(ctx context.Context, opts Options, sc *scenario.Scenario, plan *
 		common = append(common, "GORACE=atexit_sleep_ms=10")
 	}
 	start := func(name, bin string, env []string) error {
-		admin, err := freeAddr()
+		admin, err := freeport.Addr()
 		if err != nil {
 			return err
 		}
@@ -372,7 +363,7 @@ func startStack(ctx context.Context, opts Options, sc *scenario.Scenario, plan *
 			comps = append(comps, s.JID+"@"+s.Addr())
 			secrets = append(secrets, s.JID+"="+s.Secret)
 		}
-		httpAddr, err := freeAddr()
+		httpAddr, err := freeport.Addr()
 		if err != nil {
 			return nil, err
 		}
@@ -384,7 +375,7 @@ func startStack(ctx context.Context, opts Options, sc *scenario.Scenario, plan *
 		st.ingestURLs = append(st.ingestURLs, "http://"+httpAddr)
 	case "single":
 		for i, s := range st.servers {
-			httpAddr, err := freeAddr()
+			httpAddr, err := freeport.Addr()
 			if err != nil {
 				return nil, err
 			}

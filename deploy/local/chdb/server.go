@@ -17,6 +17,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/wakepush/wakepush/deploy/local/freeport"
 )
 
 // ServerPackage is the import path of the launcher that Start builds.
@@ -89,25 +91,12 @@ func Start(ctx context.Context, opts StartOptions) (*Server, error) {
 		}
 	}
 	tcpPort, httpPort := opts.TCPPort, opts.HTTPPort
-	if tcpPort == 0 || httpPort == 0 {
-		// Hold both listeners until both ports are known so they differ.
-		var ls []net.Listener
-		for _, p := range []*int{&tcpPort, &httpPort} {
-			if *p != 0 {
-				continue
-			}
-			l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-			if err != nil {
-				for _, l := range ls {
-					l.Close()
-				}
-				return nil, fmt.Errorf("chdb: pick a free port: %w", err)
-			}
-			ls = append(ls, l)
-			*p = l.Addr().(*net.TCPAddr).Port
+	for _, p := range []*int{&tcpPort, &httpPort} {
+		if *p != 0 {
+			continue
 		}
-		for _, l := range ls {
-			l.Close()
+		if *p, err = freeport.Port(); err != nil {
+			return nil, fmt.Errorf("chdb: pick a free port: %w", err)
 		}
 	}
 

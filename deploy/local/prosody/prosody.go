@@ -30,6 +30,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/wakepush/wakepush/deploy/local/freeport"
 )
 
 // Options configures a server. The zero value is a usable default.
@@ -184,22 +186,13 @@ func Start(t testing.TB, opts Options) *Server {
 
 var errPortTaken = errors.New("a port was taken")
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 func start(t testing.TB, su setup, opts Options) (*Server, error) {
 	dir := t.TempDir()
-	c2sPort, err := freePort()
+	c2sPort, err := freeport.Port()
 	if err != nil {
 		return nil, err
 	}
-	compPort, err := freePort()
+	compPort, err := freeport.Port()
 	if err != nil {
 		return nil, err
 	}

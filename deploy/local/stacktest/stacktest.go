@@ -32,6 +32,7 @@ import (
 	"time"
 
 	"github.com/wakepush/wakepush/deploy/local/chdb"
+	"github.com/wakepush/wakepush/deploy/local/freeport"
 	"github.com/wakepush/wakepush/deploy/local/kafkabroker"
 )
 
@@ -269,15 +270,16 @@ func Build(t testing.TB, pkg string) string {
 	return r.path
 }
 
-// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago, taken
+// from outside the kernel's ephemeral range so that no outgoing connection
+// can grab it before the child process binds it (see package freeport).
 func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := freeport.Port()
 	if err != nil {
-		t.Fatalf("stacktest: free port: %v", err)
+		t.Fatalf("stacktest: %v", err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return p
 }
 
 // FreeAddr returns "127.0.0.1:PORT" for a port that was free a moment ago.

@@ -1,0 +1,64 @@
+package freeport
+
+import (
+	"net"
+	"strconv"
+	"testing"
+)
+
+func TestPortIsBindableUniqueAndBelowEphemeralRange(t *testing.T) {
+	low := ephemeralLow()
+	seen := map[int]bool{}
+	for range 200 {
+		p, err := Port()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if seen[p] {
+			t.Fatalf("port %d handed out twice", p)
+		}
+		seen[p] = true
+		if low-lowest >= 1000 && (p < lowest || p >= low) {
+			t.Fatalf("port %d outside [%d, %d)", p, lowest, low)
+		}
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
+		if err != nil {
+			t.Fatalf("port %d not bindable: %v", p, err)
+		}
+		l.Close()
+	}
+}
+
+func TestPortSkipsPortsInUse(t *testing.T) {
+	p, err := Port()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Occupy the next candidate: Port must step over it.
+	mu.Lock()
+	cand := next
+	mu.Unlock()
+	l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(cand)))
+	if err != nil {
+		t.Skipf("candidate %d already taken: %v", cand, err)
+	}
+	defer l.Close()
+	q, err := Port()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q == cand || q == p {
+		t.Fatalf("got port %d, want one other than the occupied %d and the earlier %d", q, cand, p)
+	}
+}
+
+func TestAddr(t *testing.T) {
+	a, err := Addr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	host, _, err := net.SplitHostPort(a)
+	if err != nil || host != "127.0.0.1" {
+		t.Fatalf("Addr() = %q, want 127.0.0.1:PORT", a)
+	}
+}
