@@ -133,6 +133,8 @@ func OracleWakes(events []Event, guard time.Duration) (wakes int, leading []bool
 type Coverage struct {
 	// E2E[i] is arrival − intended send time of event i's covering wake (-1: uncovered).
 	E2E []time.Duration
+	// WakeID[i] is the wake id of event i's covering wake ("" if uncovered or unknown).
+	WakeID []string
 	// Uncovered lists accepted events without a wake within interval + slack of their answer.
 	Uncovered []int
 }
@@ -143,7 +145,7 @@ type Coverage struct {
 // acceptance time the pipeline — and ClickHouse's uncovered_events — count from), or never.
 // arrivals must be sorted by time per device.
 func Cover(events []Event, arrivals map[int32][]Arrival, slack time.Duration) Coverage {
-	c := Coverage{E2E: make([]time.Duration, len(events))}
+	c := Coverage{E2E: make([]time.Duration, len(events)), WakeID: make([]string, len(events))}
 	for i, e := range events {
 		c.E2E[i] = -1
 		if !e.Accepted {
@@ -160,6 +162,7 @@ func Cover(events []Event, arrivals map[int32][]Arrival, slack time.Duration) Co
 			continue
 		}
 		c.E2E[i] = as[j].At.Sub(e.Intended)
+		c.WakeID[i] = as[j].WakeID
 	}
 	return c
 }

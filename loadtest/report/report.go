@@ -55,12 +55,52 @@ type Summary struct {
 	Deliveries     map[string]int `json:"deliveries_by_outcome"` // ClickHouse deliveries
 	ProviderErrors int            `json:"provider_errors"`
 
+	// E2ELeadingFirst is E2ELeading without the events whose covering wake was refused by a
+	// provider mock at least once (the injected 500/503 faults): the pipeline's own speed.
+	E2ELeadingFirst analysis.Quantiles `json:"e2e_latency_leading_first_attempt"`
+
+	// Steps are the load phase's rate steps (one without a ramp), judged one by one.
+	Steps []Step `json:"steps"`
+	// Ramp is the find-max-rate outcome (nil without a ramp).
+	Ramp *Ramp `json:"ramp,omitempty"`
+
 	ClickHouse CHCheck `json:"clickhouse"`
 
 	Series   []analysis.Bucket `json:"series"`
 	Failures []string          `json:"failures"`
 	Warnings []string          `json:"warnings,omitempty"`
 	Plots    []string          `json:"plots"`
+}
+
+// Step is one span of the load phase offered at one rate.
+type Step struct {
+	Rate       float64            `json:"offered_rate"`
+	From       time.Duration      `json:"from_ns"`
+	To         time.Duration      `json:"to_ns"`
+	Sent       int                `json:"sent"`
+	Accepted   int                `json:"accepted"`
+	Throughput float64            `json:"throughput_accepted_per_s"`
+	Ack        analysis.Quantiles `json:"ack_latency"` // component and HTTP together
+	Leading    analysis.Quantiles `json:"e2e_latency_leading"`
+	// CPU is the cores each part of the stack used during the step (CPU seconds / wall
+	// seconds): the services, ClickHouse, and the load test process (generator, kfake, mocks).
+	CPU map[string]float64 `json:"cpu_cores,omitempty"`
+	// Complete: the whole step was sent (the ramp did not stop during it).
+	Complete  bool     `json:"complete"`
+	Sustained bool     `json:"sustained"`
+	Missed    []string `json:"missed,omitempty"` // the bounds the step missed
+}
+
+// Ramp is the outcome of the find-max-rate mode.
+type Ramp struct {
+	MaxAckP99     time.Duration `json:"max_ack_p99_ns"`
+	MaxLeadingP99 time.Duration `json:"max_leading_p99_ns,omitempty"`
+	MinAccepted   float64       `json:"min_accepted"`
+	// Stopped says why the ramp stopped raising the rate ("" when it reached its max).
+	Stopped string `json:"stopped,omitempty"`
+	// MaxSustained is the offered rate of the highest step that met every bound, all steps
+	// below it included (0: not even the first).
+	MaxSustained float64 `json:"max_sustained_rate"`
 }
 
 // CHCheck is the ClickHouse side of the cross-check.
@@ -146,14 +186,19 @@ func Markdown(s *Summary) string {
 		b.WriteString(qrow("HTTP event ack", s.AckHTTP))
 	}
 	b.WriteString(qrow("end to end, leading edge + urgent", s.E2ELeading))
+	if s.MockFaultRate > 0 && s.E2ELeadingFirst.N > 0 {
+		b.WriteString(qrow("… of these, wakes accepted on the first attempt", s.E2ELeadingFirst))
+	}
 	b.WriteString(qrow("end to end, all events (incl. trailing)", s.E2E))
 	b.WriteString("\nEnd to end = the provider mock received the first wake for the event's device at or after the event was sent. " +
 		"Trailing-edge events wait up to min_interval by design, so only the leading-edge row measures the pipeline's speed. " +
 		"That row leaves out events whose device received a wake less than min_interval + 250 ms before the send (the pipeline times intervals from its own wakes, so it rightly coalesces them).\n\n")
 	if s.MockFaultRate > 0 {
 		fmt.Fprintf(&b, "The provider mocks failed %.1f %% of requests on purpose (500/503): those wakes reached the mock only on the sender's retry, "+
-			"so latency quantiles above p%.1f include retry backoff.\n\n", 100*s.MockFaultRate, 100*(1-s.MockFaultRate))
+			"so latency quantiles above p%.1f include retry backoff. The first-attempt row leaves out events covered by a wake that a mock refused at least once "+
+			"(the RETRY deliveries in ClickHouse).\n\n", 100*s.MockFaultRate, 100*(1-s.MockFaultRate))
 	}
+	writeSteps(&b, s)
 	b.WriteString("## Wakes and loss\n\n| measure | value |\n|---|---|\n")
 	row("wakes received by the mocks", s.Wakes)
 	row("oracle minimum (DESIGN §5 replayed over the sent stream)", s.OracleWakes)
@@ -185,6 +230,65 @@ func Markdown(s *Summary) string {
 		}
 	}
 	return b.String()
+}
+
+// writeSteps renders the find-max-rate table, or the CPU split of a fixed-rate run.
+func writeSteps(b *strings.Builder, s *Summary) {
+	if len(s.Steps) == 0 {
+		return
+	}
+	var parts []string
+	for _, st := range s.Steps {
+		for k := range st.CPU {
+			if !slices.Contains(parts, k) {
+				parts = append(parts, k)
+			}
+		}
+	}
+	slices.Sort(parts)
+	cpu := func(st Step) string {
+		var total float64
+		var cells []string
+		for _, k := range parts {
+			total += st.CPU[k]
+			cells = append(cells, fmt.Sprintf("%.2f", st.CPU[k]))
+		}
+		return fmt.Sprintf("%.2f | %s", total, strings.Join(cells, " | "))
+	}
+	cpuHead := "CPU cores total | " + strings.Join(parts, " | ")
+	cpuSep := strings.Repeat("|---", len(parts)+1)
+	if r := s.Ramp; r != nil {
+		b.WriteString("## Find max rate\n\n")
+		fmt.Fprintf(b, "Bounds per step: ≥ %.1f %% accepted, answer p99 ≤ %s ms", 100*r.MinAccepted, ms(r.MaxAckP99))
+		if r.MaxLeadingP99 > 0 {
+			fmt.Fprintf(b, ", leading-edge p99 ≤ %s ms", ms(r.MaxLeadingP99))
+		}
+		b.WriteString(", the whole step sent.\n\n")
+		if r.MaxSustained > 0 {
+			fmt.Fprintf(b, "**Highest sustained offered rate: %.0f publishes/s.**", r.MaxSustained)
+		} else {
+			b.WriteString("**Not even the first step met the bounds.**")
+		}
+		if r.Stopped != "" {
+			fmt.Fprintf(b, " The ramp stopped raising the rate: %s.", r.Stopped)
+		}
+		b.WriteString("\n\n| offered/s | accepted/s | sent | accepted % | answer p50 / p99 ms | leading p50 / p99 ms | " + cpuHead + " | verdict |\n")
+		b.WriteString("|---|---|---|---|---|---" + cpuSep + "|---|\n")
+		for _, st := range s.Steps {
+			verdict := "sustained"
+			if !st.Sustained {
+				verdict = "missed: " + strings.Join(st.Missed, "; ")
+			}
+			fmt.Fprintf(b, "| %.0f | %.0f | %d | %.2f | %s / %s | %s / %s | %s | %s |\n", st.Rate, st.Throughput, st.Sent,
+				100*safeDiv(float64(st.Accepted), float64(st.Sent)), ms(st.Ack.P50), ms(st.Ack.P99), ms(st.Leading.P50), ms(st.Leading.P99), cpu(st), verdict)
+		}
+		b.WriteString("\n")
+		return
+	}
+	if len(parts) > 0 {
+		b.WriteString("## CPU\n\nCores used during the load phase (CPU seconds / wall seconds; the load test process runs the generator, kfake and the mocks):\n\n")
+		b.WriteString("| " + cpuHead + " |\n" + cpuSep + "|\n| " + cpu(s.Steps[0]) + " |\n\n")
+	}
 }
 
 func safeDiv(a, b float64) float64 {

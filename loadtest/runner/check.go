@@ -21,10 +21,19 @@ func sortArrivals(as []analysis.Arrival) {
 	slices.SortFunc(as, func(a, b analysis.Arrival) int { return a.At.Compare(b.At) })
 }
 
+// views are the per-event measures analyse derives, for the later steps of the report.
+type views struct {
+	ack, lead []time.Duration // component answer latencies; leading-edge e2e latencies
+	leadE2E   []time.Duration // per event: leading-edge e2e latency, -1 for the others
+	wakeOf    []string        // per event: the id of the wake that covered it ("" if none)
+}
+
 // analyse fills the load test's own view: throughput, latencies, oracle, loss, duplicates.
+// length is the load phase sent.
 func analyse(sum *report.Summary, sc *scenario.Scenario, plan *scenario.Plan, events []analysis.Event, httpKind []bool,
-	arrivals map[int32][]analysis.Arrival, loadStart time.Time) (ack, lead []time.Duration) {
-	sum.Throughput = float64(sum.Accepted) / sc.Duration.D().Seconds()
+	arrivals map[int32][]analysis.Arrival, loadStart time.Time, length time.Duration) views {
+	var v views
+	sum.Throughput = float64(sum.Accepted) / length.Seconds()
 	if stray := len(arrivals[-1]); stray > 0 {
 		sum.Warnings = append(sum.Warnings, fmt.Sprintf("%d pushes for tokens the scenario never registered", stray))
 	}
@@ -56,29 +65,30 @@ func analyse(sum *report.Summary, sc *scenario.Scenario, plan *scenario.Plan, ev
 			if httpKind[i] {
 				ackHTTP = append(ackHTTP, e.Answered.Sub(e.Intended))
 			} else {
-				ack = append(ack, e.Answered.Sub(e.Intended))
+				v.ack = append(v.ack, e.Answered.Sub(e.Intended))
 			}
 		}
 		if cov.E2E[i] >= 0 {
 			all = append(all, cov.E2E[i])
 			if leading[i] {
-				lead = append(lead, cov.E2E[i])
+				v.lead = append(v.lead, cov.E2E[i])
 			}
 		}
 	}
-	sum.Ack = analysis.Summarize(ack)
+	sum.Ack = analysis.Summarize(v.ack)
 	sum.AckHTTP = analysis.Summarize(ackHTTP)
 	sum.E2E = analysis.Summarize(all)
-	sum.E2ELeading = analysis.Summarize(lead)
+	sum.E2ELeading = analysis.Summarize(v.lead)
 	sum.DuplicateIDs, sum.DuplicatePush = analysis.Duplicates(arrivals)
-	leadE2E := make([]time.Duration, len(events))
-	for i := range leadE2E {
-		leadE2E[i] = -1
+	v.leadE2E = make([]time.Duration, len(events))
+	for i := range v.leadE2E {
+		v.leadE2E[i] = -1
 		if leading[i] {
-			leadE2E[i] = cov.E2E[i]
+			v.leadE2E[i] = cov.E2E[i]
 		}
 	}
-	sum.Series = analysis.Series(events, leadE2E, loadStart)
+	v.wakeOf = cov.WakeID
+	sum.Series = analysis.Series(events, v.leadE2E, loadStart)
 
 	if sum.Uncovered > 0 {
 		sum.Failures = append(sum.Failures, fmt.Sprintf("LOSS: %d accepted events got no wake within min_interval + %s of their answer", sum.Uncovered, sc.Slack.D()))
@@ -92,7 +102,19 @@ func analyse(sum *report.Summary, sc *scenario.Scenario, plan *scenario.Plan, ev
 	if sum.DuplicateIDs > 0 {
 		sum.Warnings = append(sum.Warnings, fmt.Sprintf("%d wake ids were pushed more than once (%d extra pushes)", sum.DuplicateIDs, sum.DuplicatePush))
 	}
-	return ack, lead
+	return v
+}
+
+// firstAttempt summarises the leading-edge latencies of the events whose covering wake no
+// provider mock refused (retried holds the ids of wakes with a non-ACCEPTED delivery).
+func firstAttempt(v views, retried map[string]bool) analysis.Quantiles {
+	var lat []time.Duration
+	for i, d := range v.leadE2E {
+		if d >= 0 && !retried[v.wakeOf[i]] {
+			lat = append(lat, d)
+		}
+	}
+	return analysis.Summarize(lat)
 }
 
 // boundaryGuard: events this close after the oracle's interval end are not judged as leading
@@ -102,9 +124,10 @@ const boundaryGuard = 250 * time.Millisecond
 const chLayout = "2006-01-02 15:04:05.000"
 
 // chCheck waits for the recorder to catch up, runs the shipped analyst queries and compares
-// their view with the load test's.
+// their view with the load test's. It returns the ids of the wakes that had a delivery
+// attempt other than ACCEPTED (a provider refused them at least once).
 func chCheck(ctx context.Context, st *stack, sc *scenario.Scenario, sum *report.Summary, regs []registration,
-	events []analysis.Event, loadStart, lastAnswer time.Time, logf func(string, ...any)) {
+	events []analysis.Event, loadStart, lastAnswer time.Time, logf func(string, ...any)) (retried map[string]bool) {
 	c := &sum.ClickHouse
 	disagree := func(format string, args ...any) {
 		c.Disagreements = append(c.Disagreements, fmt.Sprintf(format, args...))
@@ -172,6 +195,14 @@ func chCheck(ctx context.Context, st *stack, sc *scenario.Scenario, sum *report.
 			sum.ProviderErrors += asInt(r["n"])
 		}
 	}
+	rows, err = queryRows(params(nil), conn, "SELECT DISTINCT toString(wake_id) AS id FROM deliveries WHERE outcome != 'ACCEPTED' AND created_at >= {from:DateTime64(3)}")
+	if err != nil {
+		disagree("deliveries: %v", err)
+	}
+	retried = make(map[string]bool, len(rows))
+	for _, r := range rows {
+		retried[fmt.Sprint(r["id"])] = true
+	}
 
 	text, err := chschema.Query("uncovered_events")
 	if err != nil {
@@ -226,6 +257,7 @@ func chCheck(ctx context.Context, st *stack, sc *scenario.Scenario, sum *report.
 	if sum.Uncovered == 0 && c.LatencyEvents != c.Events {
 		disagree("latency_quantiles covers %d events, events table %d", c.LatencyEvents, c.Events)
 	}
+	return retried
 }
 
 func queryRows(ctx context.Context, conn driver.Conn, q string) ([]map[string]any, error) {

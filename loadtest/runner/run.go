@@ -90,15 +90,25 @@ func Run(ctx context.Context, opts Options) (*report.Summary, error) {
 	defer pcancel()
 	profDone := startProfiles(pctx, opts, st, logf)
 
-	events, kinds, lagMax, err := sendAll(ctx, opts, st, sc, plan, regs, sum)
+	if r := sc.Ramp; r != nil {
+		sum.Ramp = &report.Ramp{MaxAckP99: r.MaxAckP99.D(), MaxLeadingP99: r.MaxLeadingP99.D(), MinAccepted: r.MinAccepted}
+	}
+	res, err := sendAll(ctx, opts, st, sc, plan, regs, sum)
 	if err != nil {
 		return nil, err
 	}
-	sum.SendLagMax = lagMax
-	loadStart := events[0].Intended.Add(-plan.Publishes[0].At)
-	loadEnd := loadStart.Add(sc.Duration.D())
+	events := res.events
+	sum.SendLagMax = res.lagMax
+	loadStart := res.start
+	loadEnd := loadStart.Add(res.length)
 	sum.Started = loadStart
-	sum.LoadPhase = sc.Duration.D().String()
+	sum.LoadPhase = res.length.Round(time.Millisecond).String()
+	if sum.Ramp != nil {
+		sum.Ramp.Stopped = res.stopped
+		if res.stopped != "" {
+			logf("ramp stopped: %s", res.stopped)
+		}
+	}
 
 	// Drain: trailing wakes of the last events, counted from the last answer.
 	lastAnswer := loadEnd
@@ -115,15 +125,17 @@ func Run(ctx context.Context, opts Options) (*report.Summary, error) {
 	}
 
 	arrivals := collectArrivals(st)
-	ack, lead := analyse(sum, sc, plan, events, kinds, arrivals, loadStart)
+	v := analyse(sum, sc, plan, events, res.httpKind, arrivals, loadStart, res.length)
+	judgeSteps(sum, sc, plan, events, v.leadE2E, loadStart, res.length, res.cpuWatch, res.cpu)
 
-	chCheck(ctx, st, sc, sum, regs, events, loadStart, lastAnswer, logf)
+	retried := chCheck(ctx, st, sc, sum, regs, events, loadStart, lastAnswer, logf)
+	sum.E2ELeadingFirst = firstAttempt(v, retried)
 
 	for _, err := range st.stopServices() {
 		sum.Failures = append(sum.Failures, err.Error())
 	}
 
-	plots, err := report.Plots(opts.ReportDir, sum.Series, ack, lead)
+	plots, err := report.Plots(opts.ReportDir, sum.Series, v.ack, v.lead)
 	if err != nil {
 		sum.Warnings = append(sum.Warnings, err.Error())
 	}
@@ -205,17 +217,34 @@ type statusError struct {
 
 func (e *statusError) Error() string { return fmt.Sprintf("HTTP %d: %s", e.code, e.body) }
 
+// sendResult is what sendAll did.
+type sendResult struct {
+	events   []analysis.Event // one per publish sent, in schedule order
+	httpKind []bool           // events[i] went through the HTTP event API
+	start    time.Time        // the load phase's start (the schedule's zero)
+	length   time.Duration    // the schedule span actually sent
+	lagMax   time.Duration
+	stopped  string // why a ramp stopped early ("" when it did not)
+	cpuWatch *cpuWatch
+	cpu      []cpuSample // at each step's start, and at the end
+}
+
 // sendAll plays the schedule open loop: each publish goes out at its intended time (or as soon
 // as possible after it when the sender is behind; latency always counts from the intended
-// time, so a stall cannot hide).
-func sendAll(ctx context.Context, opts Options, st *stack, sc *scenario.Scenario, plan *scenario.Plan, regs []registration, sum *report.Summary) ([]analysis.Event, []bool, time.Duration, error) {
+// time, so a stall cannot hide). With a ramp it stops early once the scheduler falls more
+// than ramp.max_lag behind or ingest refuses more than 1 % of the current step.
+func sendAll(ctx context.Context, opts Options, st *stack, sc *scenario.Scenario, plan *scenario.Plan, regs []registration, sum *report.Summary) (*sendResult, error) {
 	n := len(plan.Publishes)
 	events := make([]analysis.Event, n)
 	httpKind := make([]bool, n)
+	out := &sendResult{cpuWatch: st.cpuWatch(), length: sc.Duration.D()}
+	stepSent := make([]atomic.Int64, len(plan.Steps))
+	stepRefused := make([]atomic.Int64, len(plan.Steps))
 	sem := make(chan struct{}, sc.MaxInFlight)
 	var wg sync.WaitGroup
 	var mu sync.Mutex // guards sum's counters and conditions
-	var sent, accepted, errs atomic.Int64
+	var sent, accepted, errs, offered atomic.Int64
+	offered.Store(int64(sc.Rate))
 	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
 	var lagMax time.Duration
 
@@ -225,13 +254,14 @@ func sendAll(ctx context.Context, opts Options, st *stack, sc *scenario.Scenario
 		sum.Conditions[cond]++
 		mu.Unlock()
 	}
-	finish := func(i int, at time.Time, ok bool, cond string) {
+	finish := func(i, step int, at time.Time, ok bool, cond string) {
 		events[i].Answered = at
 		events[i].Accepted = ok
 		if ok {
 			accepted.Add(1)
 		} else {
 			fail(cond)
+			stepRefused[step].Add(1)
 		}
 		<-sem
 		wg.Done()
@@ -254,15 +284,17 @@ func sendAll(ctx context.Context, opts Options, st *stack, sc *scenario.Scenario
 				case <-tick.C:
 				}
 				s, a := sent.Load(), accepted.Load()
-				fmt.Fprintf(opts.Progress, "\r[%4.0fs] sent %6d/s  accepted %6d/s  in flight %5d  errors %d  wakes %d  total %d/%d   ",
-					time.Since(began).Seconds(), s-lastSent, a-lastAcc, len(sem), errs.Load(), st.arrivals.total(), s, n)
+				fmt.Fprintf(opts.Progress, "\r[%4.0fs] offered %6d/s  sent %6d/s  accepted %6d/s  in flight %5d  errors %d  wakes %d  total %d/%d   ",
+					time.Since(began).Seconds(), offered.Load(), s-lastSent, a-lastAcc, len(sem), errs.Load(), st.arrivals.total(), s, n)
 				lastSent, lastAcc = s, a
 			}
 		}()
 	}
 
 	start := time.Now().Add(200 * time.Millisecond)
-	rr := 0
+	out.start = start
+	out.cpu = append(out.cpu, out.cpuWatch.sample())
+	rr, step := 0, 0
 	for i, pub := range plan.Publishes {
 		intended := start.Add(pub.At)
 		if d := time.Until(intended); d > 0 {
@@ -272,10 +304,35 @@ func sendAll(ctx context.Context, opts Options, st *stack, sc *scenario.Scenario
 				// Answers still in flight are abandoned: the stack is torn down next.
 				close(progressDone)
 				progressWG.Wait()
-				return nil, nil, 0, ctx.Err()
+				return nil, ctx.Err()
 			}
 		}
+		for step+1 < len(plan.Steps) && pub.At >= plan.Steps[step].To {
+			step++
+			out.cpu = append(out.cpu, out.cpuWatch.sample())
+			offered.Store(int64(plan.Steps[step].Rate))
+		}
 		sem <- struct{}{}
+		if r := sc.Ramp; r != nil {
+			lag := time.Since(intended)
+			sentNow, refused := stepSent[step].Load(), stepRefused[step].Load()
+			why := ""
+			switch {
+			case lag > r.MaxLag.D():
+				why = fmt.Sprintf("at %.0f/s offered the generator fell %s behind its schedule (%d of max_in_flight %d answers outstanding)",
+					plan.Steps[step].Rate, lag.Round(time.Millisecond), len(sem)-1, sc.MaxInFlight)
+			case refused >= 20 && float64(refused) > 0.01*float64(sentNow):
+				why = fmt.Sprintf("at %.0f/s offered ingest refused %d of %d publishes", plan.Steps[step].Rate, refused, sentNow)
+			}
+			if why != "" {
+				<-sem
+				out.stopped = why
+				out.length = pub.At
+				events, httpKind = events[:i], httpKind[:i]
+				break
+			}
+		}
+		stepSent[step].Add(1)
 		wg.Add(1)
 		dev := plan.Devices[pub.Device]
 		r := regs[pub.Device]
@@ -293,7 +350,7 @@ func sendAll(ctx context.Context, opts Options, st *stack, sc *scenario.Scenario
 			base := st.ingestURLs[rr%len(st.ingestURLs)]
 			rr++
 			body, _ := json.Marshal(map[string]any{"node": r.Node, "secret": r.Secret, "urgent": pub.Urgent, "important": true, "message_count": 1})
-			go func(i int) {
+			go func(i, step int) {
 				err := postJSON(ctx, client, base+"/v1/events", eventToken, body, http.StatusAccepted, nil)
 				cond := ""
 				if err != nil {
@@ -304,13 +361,14 @@ func sendAll(ctx context.Context, opts Options, st *stack, sc *scenario.Scenario
 						cond = "http-failed"
 					}
 				}
-				finish(i, time.Now(), err == nil, cond)
-			}(i)
+				finish(i, step, time.Now(), err == nil, cond)
+			}(i, step)
 			continue
 		}
 		srvIdx := dev.Servers[pub.Account]
 		srv := st.servers[srvIdx]
 		account := fmt.Sprintf("u%d.%d@%s", pub.Device, pub.Account, srv.Domain)
+		k := step
 		err := srv.Publish(account, r.Node, r.Secret, pub.Urgent, func(a xmppserver.Answer) {
 			cond := ""
 			switch {
@@ -319,12 +377,22 @@ func sendAll(ctx context.Context, opts Options, st *stack, sc *scenario.Scenario
 			case !a.OK():
 				cond = a.ErrorType + ":" + a.Condition
 			}
-			finish(i, a.At, a.OK(), cond)
+			finish(i, k, a.At, a.OK(), cond)
 		})
 		if err != nil {
-			finish(i, time.Now(), false, "not-sent")
+			finish(i, step, time.Now(), false, "not-sent")
 		}
 	}
+	if out.stopped == "" {
+		// The schedule's end, not the last publish: the load phase lasted the whole duration.
+		if d := time.Until(start.Add(out.length)); d > 0 {
+			select {
+			case <-time.After(d):
+			case <-ctx.Done():
+			}
+		}
+	}
+	out.cpu = append(out.cpu, out.cpuWatch.sample())
 	// Wait for the answers (bounded).
 	waited := make(chan struct{})
 	go func() { wg.Wait(); close(waited) }()
@@ -333,7 +401,7 @@ func sendAll(ctx context.Context, opts Options, st *stack, sc *scenario.Scenario
 	case <-time.After(60 * time.Second):
 		close(progressDone)
 		progressWG.Wait()
-		return nil, nil, 0, fmt.Errorf("%d publishes still unanswered 60 s after the load phase", len(sem))
+		return nil, fmt.Errorf("%d publishes still unanswered 60 s after the load phase", len(sem))
 	}
 	close(progressDone)
 	progressWG.Wait()
@@ -353,7 +421,8 @@ func sendAll(ctx context.Context, opts Options, st *stack, sc *scenario.Scenario
 			sum.Rejected += k
 		}
 	}
-	return events, httpKind, lagMax, nil
+	out.events, out.httpKind, out.lagMax = events, httpKind, lagMax
+	return out, nil
 }
 
 // collectArrivals merges the APNs mock's recorded arrivals (OnPush) with the FCM mock's

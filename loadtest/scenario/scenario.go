@@ -79,6 +79,34 @@ type Scenario struct {
 	// Slack is the processing time allowed on top of min_interval before an event counts as
 	// uncovered (default 5s).
 	Slack Duration `yaml:"slack" json:"slack"`
+	// Ramp, when set, makes the run a find-max-rate search: the offered rate starts at Rate
+	// and steps up instead of staying fixed (see Ramp).
+	Ramp *Ramp `yaml:"ramp" json:"ramp,omitempty"`
+}
+
+// Ramp is the find-max-rate mode. The offered (open-loop) rate starts at the scenario's Rate
+// and grows by Step every Every, up to Max. The runner stops raising it once the pipeline
+// visibly cannot keep up (the scheduler falls behind or ingest refuses), and judges every
+// step afterwards against the bounds: the highest step that met them all is the sustained
+// maximum. The scenario's Duration, when set, caps the ramp.
+type Ramp struct {
+	Step  float64  `yaml:"step" json:"step"`
+	Every Duration `yaml:"every" json:"every"`
+	Max   float64  `yaml:"max" json:"max"`
+	// MaxAckP99 bounds a step's publish answer p99, from the intended send time (default 1s).
+	MaxAckP99 Duration `yaml:"max_ack_p99" json:"max_ack_p99"`
+	// MaxLeadingP99 bounds a step's end-to-end leading-edge p99 (default 0: reported only).
+	MaxLeadingP99 Duration `yaml:"max_leading_p99" json:"max_leading_p99"`
+	// MinAccepted is the share of a step's publishes ingest must accept (default 0.999).
+	MinAccepted float64 `yaml:"min_accepted" json:"min_accepted"`
+	// MaxLag is how far behind its schedule the generator may fall before the ramp stops
+	// (default 1s): a stalled pipeline holds max_in_flight answers and the schedule slips.
+	MaxLag Duration `yaml:"max_lag" json:"max_lag"`
+}
+
+// Steps is the number of rate steps from start to Max.
+func (r *Ramp) Steps(start float64) int {
+	return int(math.Floor((r.Max-start)/r.Step+1e-9)) + 1
 }
 
 // App is a push app; devices are spread over apps by Share.
@@ -205,6 +233,23 @@ func (s *Scenario) defaults() {
 	}
 	if s.Drain == 0 {
 		s.Drain = Duration(s.MaxMinInterval() + 5*time.Second)
+	}
+	if r := s.Ramp; r != nil {
+		if r.MaxAckP99 == 0 {
+			r.MaxAckP99 = Duration(time.Second)
+		}
+		if r.MinAccepted == 0 {
+			r.MinAccepted = 0.999
+		}
+		if r.MaxLag == 0 {
+			r.MaxLag = Duration(time.Second)
+		}
+		if r.Step > 0 && r.Every > 0 && r.Max >= s.Rate && s.Rate > 0 {
+			full := time.Duration(r.Steps(s.Rate)) * r.Every.D()
+			if s.Duration == 0 || s.Duration.D() > full {
+				s.Duration = Duration(full)
+			}
+		}
 	}
 	if s.Shape.Steady == 0 && s.Shape.GroupBurst.Weight == 0 && s.Shape.RetryStorm.Weight == 0 {
 		s.Shape.Steady = 1
@@ -343,6 +388,24 @@ func (s *Scenario) Validate() error {
 	if s.Slack < 0 {
 		bad("slack: must be ≥ 0")
 	}
+	if r := s.Ramp; r != nil {
+		if !(r.Step > 0) || math.IsInf(r.Step, 0) {
+			bad("ramp.step: must be > 0 publishes/s, got %v", r.Step)
+		}
+		if r.Every < Duration(time.Second) {
+			bad("ramp.every: must be ≥ 1s, got %s", r.Every.D())
+		}
+		if !(r.Max >= s.Rate) || math.IsInf(r.Max, 0) {
+			bad("ramp.max: must be ≥ rate (%v), got %v", s.Rate, r.Max)
+		}
+		if r.MaxAckP99 < 0 || r.MaxLeadingP99 < 0 || r.MaxLag < 0 {
+			bad("ramp: max_ack_p99, max_leading_p99 and max_lag must be ≥ 0")
+		}
+		share("ramp.min_accepted", r.MinAccepted)
+		if s.Shape.MassReconnect.Fraction > 0 {
+			bad("shape.mass_reconnect: not with ramp (a one-time spike would decide the search)")
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -396,13 +459,58 @@ type Publish struct {
 type Plan struct {
 	Devices   []Device
 	Publishes []Publish // sorted by At
+	// Steps are the ramp's rate steps (one step spanning the load phase without a ramp).
+	Steps []Step
+}
+
+// Step is a span of the load phase offered at one rate.
+type Step struct {
+	Rate     float64
+	From, To time.Duration
+}
+
+// RateAt is the offered rate (publishes/s) at t into the load phase.
+func (s *Scenario) RateAt(t time.Duration) float64 {
+	r := s.Ramp
+	if r == nil {
+		return s.Rate
+	}
+	return min(s.Rate+r.Step*math.Floor(float64(t)/float64(r.Every.D())), r.Max)
+}
+
+func (s *Scenario) steps() []Step {
+	dur := s.Duration.D()
+	if s.Ramp == nil {
+		return []Step{{Rate: s.Rate, From: 0, To: dur}}
+	}
+	var out []Step
+	for from := time.Duration(0); from < dur; from += s.Ramp.Every.D() {
+		out = append(out, Step{Rate: s.RateAt(from), From: from, To: min(from+s.Ramp.Every.D(), dur)})
+	}
+	return out
+}
+
+// distinct picks k different numbers from [0, n) (k ≤ n). A small k by rejection: a full
+// permutation per group burst would cost O(devices) each.
+func distinct(rng *rand.Rand, n, k int) []int {
+	if 4*k > n {
+		return rng.Perm(n)[:k]
+	}
+	out := make([]int, 0, k)
+	for len(out) < k {
+		d := rng.IntN(n)
+		if !slices.Contains(out, d) {
+			out = append(out, d)
+		}
+	}
+	return out
 }
 
 // Expand generates the device population and the publish schedule. The same scenario (and
 // seed) always gives the same plan.
 func (s *Scenario) Expand() *Plan {
 	rng := rand.New(rand.NewPCG(s.Seed, 0x10ad7e57))
-	p := &Plan{Devices: make([]Device, s.Devices)}
+	p := &Plan{Devices: make([]Device, s.Devices), Steps: s.steps()}
 	var total float64
 	for _, a := range s.Apps {
 		total += a.Share
@@ -443,7 +551,6 @@ func (s *Scenario) Expand() *Plan {
 	}
 	usum := uS + uB + uR
 	meanSize := wsum / usum
-	unitRate := s.Rate / meanSize
 	dur := s.Duration.D()
 	add := func(pub Publish) {
 		if pub.At < dur {
@@ -457,7 +564,9 @@ func (s *Scenario) Expand() *Plan {
 	}
 	t := 0.0
 	for {
-		t += rng.ExpFloat64() / unitRate
+		// A ramp's rate is piecewise constant: the next arrival is drawn at the current step's
+		// rate (the step boundary's error is one inter-arrival time).
+		t += rng.ExpFloat64() / (s.RateAt(time.Duration(t*float64(time.Second))) / meanSize)
 		at := time.Duration(t * float64(time.Second))
 		if at >= dur {
 			break
@@ -467,7 +576,7 @@ func (s *Scenario) Expand() *Plan {
 		case x < uS:
 			add(pick(Steady, at))
 		case x < uS+uB:
-			for _, d := range rng.Perm(s.Devices)[:sh.GroupBurst.Size] {
+			for _, d := range distinct(rng, s.Devices, sh.GroupBurst.Size) {
 				off := time.Duration(0)
 				if sh.GroupBurst.Spread > 0 {
 					off = time.Duration(rng.Int64N(int64(sh.GroupBurst.Spread)))

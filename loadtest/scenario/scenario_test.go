@@ -1,6 +1,7 @@
 package scenario
 
 import (
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -121,5 +122,111 @@ func TestExpandDeterministicAndShaped(t *testing.T) {
 	}
 	if platforms["apns"] < platforms["fcm"] || platforms["fcm"] == 0 {
 		t.Errorf("platform mix %v, want ~3:1", platforms)
+	}
+}
+
+func TestRampExpandsRisingSteps(t *testing.T) {
+	s, err := Parse([]byte(`
+name: ramp
+seed: 7
+rate: 1000
+devices: 5000
+apps: [{id: a, platform: apns}]
+shape:
+  steady: 0.7
+  group_burst: {weight: 0.2, size: 10, spread: 50ms}
+  retry_storm: {weight: 0.1, repeats: 3, interval: 100ms}
+ramp: {step: 1500, every: 4s, max: 5000}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := s.Duration.D(), 12*time.Second; got != want {
+		t.Fatalf("duration derived from the ramp = %s, want %s (3 steps of 4s: 1000, 2500, 4000)", got, want)
+	}
+	if s.Ramp.MaxAckP99.D() != time.Second || s.Ramp.MinAccepted != 0.999 || s.Ramp.MaxLag.D() != time.Second {
+		t.Fatalf("ramp defaults not applied: %+v", *s.Ramp)
+	}
+	p := s.Expand()
+	want := []float64{1000, 2500, 4000}
+	if len(p.Steps) != len(want) {
+		t.Fatalf("steps = %+v", p.Steps)
+	}
+	for i, st := range p.Steps {
+		if st.Rate != want[i] || st.From != time.Duration(i)*4*time.Second || st.To != st.From+4*time.Second {
+			t.Errorf("step %d = %+v, want rate %v over [%ds, %ds)", i, st, want[i], 4*i, 4*i+4)
+		}
+		n := 0
+		for _, pub := range p.Publishes {
+			if pub.At >= st.From && pub.At < st.To {
+				n++
+			}
+		}
+		got := float64(n) / 4
+		// Poisson units of mean size 1.9: a few percent of noise over 4 s.
+		if got < 0.9*st.Rate || got > 1.1*st.Rate {
+			t.Errorf("step %d: %.0f publishes/s, want %v ± 10%%", i, got, st.Rate)
+		}
+	}
+}
+
+func TestRampCappedByDurationAndValidated(t *testing.T) {
+	s, err := Parse([]byte("name: r\nrate: 100\nduration: 5s\ndevices: 10\napps: [{id: a, platform: apns}]\nramp: {step: 100, every: 2s, max: 1000}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Duration.D() != 5*time.Second {
+		t.Fatalf("duration = %s, want the 5s cap", s.Duration.D())
+	}
+	p := s.Expand()
+	if len(p.Steps) != 3 || p.Steps[2].To != 5*time.Second || p.Steps[2].Rate != 300 {
+		t.Fatalf("steps = %+v, want 100, 200, 300 with the last cut at 5s", p.Steps)
+	}
+	if got := s.RateAt(time.Hour); got != 1000 {
+		t.Fatalf("RateAt beyond the ramp = %v, want the max 1000", got)
+	}
+
+	_, err = Parse([]byte(`
+name: r
+rate: 100
+devices: 10
+apps: [{id: a, platform: apns}]
+shape: {mass_reconnect: {at: 1s, fraction: 0.5}}
+ramp: {step: 0, every: 10ms, max: 50, min_accepted: 2}
+`))
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, want := range []string{"ramp.step", "ramp.every", "ramp.max", "ramp.min_accepted", "mass_reconnect: not with ramp"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error misses %q:\n%v", want, err)
+		}
+	}
+}
+
+func TestNoRampIsOneStep(t *testing.T) {
+	s, err := Parse([]byte("name: r\nrate: 100\nduration: 5s\ndevices: 10\napps: [{id: a, platform: apns}]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := s.Expand(); len(p.Steps) != 1 || p.Steps[0] != (Step{Rate: 100, From: 0, To: 5 * time.Second}) {
+		t.Fatalf("steps = %+v", p.Steps)
+	}
+}
+
+func TestDistinct(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, c := range []struct{ n, k int }{{100000, 20}, {10, 8}, {5, 5}, {1, 1}} {
+		got := distinct(rng, c.n, c.k)
+		seen := map[int]bool{}
+		for _, d := range got {
+			if d < 0 || d >= c.n || seen[d] {
+				t.Fatalf("distinct(%d, %d) = %v", c.n, c.k, got)
+			}
+			seen[d] = true
+		}
+		if len(got) != c.k {
+			t.Fatalf("distinct(%d, %d) gave %d numbers", c.n, c.k, len(got))
+		}
 	}
 }

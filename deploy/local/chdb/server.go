@@ -174,6 +174,9 @@ func (s *Server) waitReady(ctx context.Context, timeout time.Duration) error {
 // Done is closed when the server process has exited.
 func (s *Server) Done() <-chan struct{} { return s.done }
 
+// Pid is the server process's id (e.g. to sample its CPU use).
+func (s *Server) Pid() int { return s.cmd.Process.Pid }
+
 // Err returns how the process ended, once Done is closed.
 func (s *Server) Err() error {
 	select {

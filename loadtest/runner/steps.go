@@ -1,0 +1,166 @@
+package runner
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/wakepush/wakepush/loadtest/analysis"
+	"github.com/wakepush/wakepush/loadtest/report"
+	"github.com/wakepush/wakepush/loadtest/scenario"
+)
+
+// userHZ is Linux's USER_HZ, the unit of /proc/<pid>/stat CPU times (100 on every
+// architecture Go supports).
+const userHZ = 100
+
+// procCPU is the user + system CPU time the process has used so far.
+func procCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, err
+	}
+	// The command name (field 2) is in parentheses and may hold spaces: count from after it.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("/proc/%d/stat: no command name", pid)
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f))
+	}
+	// f[0] is field 3 (state): utime is field 14, stime field 15.
+	ut, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("/proc/%d/stat: utime %q stime %q", pid, f[11], f[12])
+	}
+	return time.Duration(ut+st) * time.Second / userHZ, nil
+}
+
+// cpuSample is every watched process's CPU time at one moment.
+type cpuSample struct {
+	at  time.Time
+	cpu []time.Duration // by cpuWatch index; -1 when unreadable
+}
+
+// cpuWatch samples the CPU time of the stack's processes: each service, ClickHouse (when the
+// run started it) and this process (the generator, kfake and the mocks).
+type cpuWatch struct {
+	names []string
+	pids  []int
+}
+
+func (st *stack) cpuWatch() *cpuWatch {
+	w := &cpuWatch{}
+	for _, p := range st.procs {
+		w.names = append(w.names, p.name)
+		w.pids = append(w.pids, p.cmd.Process.Pid)
+	}
+	if st.ch != nil {
+		w.names = append(w.names, "clickhouse")
+		w.pids = append(w.pids, st.ch.Pid())
+	}
+	w.names = append(w.names, "loadtest")
+	w.pids = append(w.pids, os.Getpid())
+	return w
+}
+
+func (w *cpuWatch) sample() cpuSample {
+	s := cpuSample{at: time.Now(), cpu: make([]time.Duration, len(w.pids))}
+	for i, pid := range w.pids {
+		d, err := procCPU(pid)
+		if err != nil {
+			d = -1
+		}
+		s.cpu[i] = d
+	}
+	return s
+}
+
+// cores is the cores each process used between a and b (CPU time / wall time).
+func (w *cpuWatch) cores(a, b cpuSample) map[string]float64 {
+	wall := b.at.Sub(a.at).Seconds()
+	if w == nil || wall <= 0 || len(a.cpu) != len(w.names) || len(b.cpu) != len(w.names) {
+		return nil
+	}
+	out := map[string]float64{}
+	for i, n := range w.names {
+		if a.cpu[i] < 0 || b.cpu[i] < 0 {
+			continue
+		}
+		out[n] = (b.cpu[i] - a.cpu[i]).Seconds() / wall
+	}
+	return out
+}
+
+// judgeSteps measures every step of the load phase that was (at least partly) sent and, for
+// a ramp, judges it against the bounds. leadE2E[i] is event i's leading-edge latency (-1: not
+// a leading-edge event or uncovered); cpu[k] is the sample at step k's start, cpu[k+1] at its
+// end (or when sending stopped).
+func judgeSteps(sum *report.Summary, sc *scenario.Scenario, plan *scenario.Plan, events []analysis.Event, leadE2E []time.Duration,
+	loadStart time.Time, sentFor time.Duration, w *cpuWatch, cpu []cpuSample) {
+	sum.Steps = nil
+	for k, step := range plan.Steps {
+		if step.From >= sentFor {
+			break
+		}
+		st := report.Step{Rate: step.Rate, From: step.From, To: min(step.To, sentFor), Complete: step.To <= sentFor}
+		var ack, lead []time.Duration
+		for i, e := range events {
+			at := e.Intended.Sub(loadStart)
+			if at < step.From || at >= step.To {
+				continue
+			}
+			st.Sent++
+			if e.Accepted {
+				st.Accepted++
+				ack = append(ack, e.Answered.Sub(e.Intended))
+			}
+			if leadE2E[i] >= 0 {
+				lead = append(lead, leadE2E[i])
+			}
+		}
+		if d := (st.To - st.From).Seconds(); d > 0 {
+			st.Throughput = float64(st.Accepted) / d
+		}
+		st.Ack = analysis.Summarize(ack)
+		st.Leading = analysis.Summarize(lead)
+		if k+1 < len(cpu) {
+			st.CPU = w.cores(cpu[k], cpu[k+1])
+		}
+		st.Sustained = true
+		if r := sc.Ramp; r != nil {
+			miss := func(format string, args ...any) {
+				st.Sustained = false
+				st.Missed = append(st.Missed, fmt.Sprintf(format, args...))
+			}
+			if !st.Complete {
+				miss("not sent to the end")
+			}
+			if st.Sent == 0 || float64(st.Accepted) < r.MinAccepted*float64(st.Sent) {
+				miss("%d of %d accepted", st.Accepted, st.Sent)
+			}
+			if st.Ack.P99 > r.MaxAckP99.D() {
+				miss("answer p99 %s", st.Ack.P99.Round(time.Millisecond))
+			}
+			if r.MaxLeadingP99 > 0 && st.Leading.P99 > r.MaxLeadingP99.D() {
+				miss("leading p99 %s", st.Leading.P99.Round(time.Millisecond))
+			}
+		}
+		sum.Steps = append(sum.Steps, st)
+	}
+	if sum.Ramp == nil {
+		return
+	}
+	sum.Ramp.MaxSustained = 0
+	for _, st := range sum.Steps {
+		if !st.Sustained {
+			break
+		}
+		sum.Ramp.MaxSustained = st.Rate
+	}
+}
