@@ -1,7 +1,7 @@
 // Package ceiling measures the raw Kafka ceiling of the pipeline on this machine: records of the
 // pipeline's sizes pushed through an in-process kfake broker (deploy/local/kafkabroker) along the
 // same three produce/consume hops (events → wakes → deliveries), with the kafka-go settings of
-// services/internal/kafkax (Murmur2Balancer, acks=all, BatchTimeout 2 ms, BatchSize 1000,
+// services/internal/kafkax (Murmur2Balancer, acks=all, BatchTimeout 2 ms, BatchSize 100,
 // consumer groups committing explicitly). No decoding, coalescing or provider calls: it is
 // what Kafka alone allows, the bound the pipeline is measured against.
 package ceiling
@@ -152,7 +152,7 @@ func newWriter(addr, topic string) *kafka.Writer {
 		Balancer:               &kafka.Murmur2Balancer{},
 		RequiredAcks:           kafka.RequireAll,
 		BatchTimeout:           2 * time.Millisecond,
-		BatchSize:              1000,
+		BatchSize:              100,
 		BatchBytes:             16 << 20,
 		MaxAttempts:            5,
 		WriteBackoffMin:        50 * time.Millisecond,

@@ -32,6 +32,7 @@ type Config struct {
 	Partitions        int
 	ReplicationFactor int
 	BatchTimeout      time.Duration
+	BatchSize         int
 }
 
 // Register adds the Kafka settings to s.
@@ -45,6 +46,7 @@ func (c *Config) Register(s *config.Set) {
 	s.Int(&c.Partitions, "kafka-partitions", "WAKEPUSH_KAFKA_PARTITIONS", 8, "partitions of every wakepush topic when created (all topics share the count)")
 	s.Int(&c.ReplicationFactor, "kafka-replication-factor", "WAKEPUSH_KAFKA_REPLICATION_FACTOR", 1, "replication factor of topics when created (3 in production)")
 	s.Duration(&c.BatchTimeout, "kafka-batch-timeout", "WAKEPUSH_KAFKA_BATCH_TIMEOUT", 2*time.Millisecond, "how long the producer waits to fill a batch")
+	s.Int(&c.BatchSize, "kafka-batch-size", "WAKEPUSH_KAFKA_BATCH_SIZE", 100, "most records in one produce batch per partition (the producer allocates room for this many per batch)")
 }
 
 // Validate reports every problem in c.
@@ -60,6 +62,7 @@ func (c *Config) Validate(chk *config.Check) {
 	chk.Require(c.Partitions >= 1, "WAKEPUSH_KAFKA_PARTITIONS must be >= 1")
 	chk.Require(c.ReplicationFactor >= 1, "WAKEPUSH_KAFKA_REPLICATION_FACTOR must be >= 1")
 	chk.Require(c.BatchTimeout > 0, "WAKEPUSH_KAFKA_BATCH_TIMEOUT must be > 0")
+	chk.Require(c.BatchSize >= 1 && c.BatchSize <= 100000, "WAKEPUSH_KAFKA_BATCH_SIZE must be 1…100000, got %d", c.BatchSize)
 	if c.CAFile != "" {
 		_, err := os.Stat(c.CAFile)
 		chk.Add(err)
