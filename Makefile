@@ -6,7 +6,7 @@ MODULES := schemas services loadtest deploy/local
 PKGS := $(foreach m,$(MODULES),./$(m)/...)
 GOTEST_FLAGS ?= -race -shuffle=on -timeout 20m
 
-.PHONY: all build test test-short run demo-push loadtest proto lint fmt clickhouse-lib clean-data help
+.PHONY: all build test test-short run demo-push loadtest loadtest-max proto lint fmt clickhouse-lib clean-data help
 
 all: build
 
@@ -32,6 +32,9 @@ demo-push: ## with `make run` up: register a fake iOS device, publish once, show
 
 loadtest: ## run the standard load-test scenario on its own stack (~3 min); report in loadtest/reports/
 	$(GO) run ./loadtest/cmd/loadtest -scenario loadtest/scenarios/standard.yaml
+
+loadtest-max: ## find the highest sustained publish rate (ramp; 2-5 min); report in loadtest/reports/
+	$(GO) run ./loadtest/cmd/loadtest -scenario loadtest/scenarios/find-max.yaml
 
 proto: ## regenerate schemas/gen from schemas/proto with the pinned buf and protoc-gen-go
 	cd schemas && $(GO) run github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION) generate

@@ -17,13 +17,27 @@ import (
 
 type adminAddr struct{ name, addr string }
 
-// serviceProfile is one service's CPU profile taken during the load phase.
+// serviceProfile is one service's CPU or allocation profile taken during the load phase.
 type serviceProfile struct {
 	Service string
+	Kind    profileKind
 	File    string // base name in the report dir
-	Top     string // `go tool pprof -top -cum` output (header + 10 nodes)
+	Top     string // `go tool pprof -top …` output (header + 10 nodes)
 	Err     error
 }
+
+// profileKind is what a profile samples.
+type profileKind struct {
+	name     string   // file prefix and report heading
+	endpoint string   // under /debug/pprof/; takes ?seconds= (a delta profile for allocs)
+	top      []string // go tool pprof arguments for the report's table
+}
+
+var (
+	cpuProfile = profileKind{name: "cpu", endpoint: "profile", top: []string{"-top", "-cum"}}
+	// allocsProfile is the bytes allocated during the window, by allocating function (flat).
+	allocsProfile = profileKind{name: "allocs", endpoint: "allocs", top: []string{"-top", "-sample_index=alloc_space"}}
+)
 
 // startProfiles fetches a CPU profile of opts.Profile from every service, centred in the load
 // phase (which starts now). The channel yields once, after every fetch ended (at once and nil
@@ -43,15 +57,14 @@ func startProfiles(ctx context.Context, opts Options, st *stack, logf func(strin
 			out <- nil
 			return
 		}
-		logf("profiling %d services for %s", len(admins), secs)
-		profs := make([]serviceProfile, len(admins))
+		logf("profiling %d services for %s (CPU and allocations)", len(admins), secs)
+		kinds := []profileKind{cpuProfile, allocsProfile}
+		profs := make([]serviceProfile, len(kinds)*len(admins))
 		var wg sync.WaitGroup
-		for i, a := range admins {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				profs[i] = fetchProfile(ctx, opts.ReportDir, a, secs)
-			}()
+		for k, kind := range kinds {
+			for i, a := range admins {
+				wg.Go(func() { profs[k*len(admins)+i] = fetchProfile(ctx, opts.ReportDir, a, kind, secs) })
+			}
 		}
 		wg.Wait()
 		out <- profs
@@ -79,12 +92,12 @@ func profileWindow(sc *scenario.Scenario, d time.Duration) (delay, length time.D
 	return delay, length
 }
 
-func fetchProfile(ctx context.Context, dir string, a adminAddr, d time.Duration) serviceProfile {
-	p := serviceProfile{Service: a.name, File: "cpu-" + a.name + ".pprof"}
+func fetchProfile(ctx context.Context, dir string, a adminAddr, kind profileKind, d time.Duration) serviceProfile {
+	p := serviceProfile{Service: a.name, Kind: kind, File: kind.name + "-" + a.name + ".pprof"}
 	secs := int(d.Round(time.Second) / time.Second)
 	ctx, cancel := context.WithTimeout(ctx, d+30*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", a.addr, secs), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://%s/debug/pprof/%s?seconds=%d", a.addr, kind.endpoint, secs), nil)
 	if err != nil {
 		p.Err = err
 		return p
@@ -109,13 +122,14 @@ func fetchProfile(ctx context.Context, dir string, a adminAddr, d time.Duration)
 		p.Err = err
 		return p
 	}
-	p.Top, p.Err = pprofTop(ctx, path, 10)
+	p.Top, p.Err = pprofTop(ctx, path, kind.top, 10)
 	return p
 }
 
-// pprofTop runs `go tool pprof -top -cum -nodecount=n` on a profile file.
-func pprofTop(ctx context.Context, path string, n int) (string, error) {
-	out, err := exec.CommandContext(ctx, "go", "tool", "pprof", "-top", "-cum", fmt.Sprintf("-nodecount=%d", n), path).Output()
+// pprofTop runs `go tool pprof ARGS -nodecount=n` on a profile file.
+func pprofTop(ctx context.Context, path string, args []string, n int) (string, error) {
+	args = append(append([]string{"tool", "pprof"}, args...), fmt.Sprintf("-nodecount=%d", n), path)
+	out, err := exec.CommandContext(ctx, "go", args...).Output()
 	if err != nil {
 		if ee, ok := err.(*exec.ExitError); ok {
 			return "", fmt.Errorf("go tool pprof: %w: %s", err, strings.TrimSpace(string(ee.Stderr)))
@@ -125,15 +139,16 @@ func pprofTop(ctx context.Context, path string, n int) (string, error) {
 	return strings.TrimRight(string(out), "\n"), nil
 }
 
-// appendProfiles adds a "CPU profiles" section to report.md.
+// appendProfiles adds a "Profiles" section to report.md.
 func appendProfiles(dir string, profs []serviceProfile) error {
 	if len(profs) == 0 {
 		return nil
 	}
 	var b strings.Builder
-	b.WriteString("\n## CPU profiles (load phase)\n\nTop 10 functions by cumulative CPU per service (`go tool pprof -top -cum`); the profiles are next to this report.\n")
+	b.WriteString("\n## Profiles (load phase)\n\nPer service: the top 10 functions by cumulative CPU (`go tool pprof -top -cum`) " +
+		"and by bytes allocated during the same window (`go tool pprof -top -sample_index=alloc_space`); the profiles are next to this report.\n")
 	for _, p := range profs {
-		fmt.Fprintf(&b, "\n### %s\n\n", p.Service)
+		fmt.Fprintf(&b, "\n### %s: %s\n\n", p.Service, p.Kind.name)
 		if p.Err != nil {
 			fmt.Fprintf(&b, "profile failed: %v\n", p.Err)
 			continue

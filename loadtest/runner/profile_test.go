@@ -42,6 +42,7 @@ func TestProfileWindow(t *testing.T) {
 func TestFetchProfileAndReport(t *testing.T) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.Handle("/debug/pprof/allocs", pprof.Handler("allocs"))
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
 	stop := make(chan struct{})
@@ -61,7 +62,8 @@ func TestFetchProfileAndReport(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "report.md"), []byte("# report\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	p := fetchProfile(context.Background(), dir, adminAddr{name: "svc", addr: strings.TrimPrefix(srv.URL, "http://")}, time.Second)
+	admin := adminAddr{name: "svc", addr: strings.TrimPrefix(srv.URL, "http://")}
+	p := fetchProfile(context.Background(), dir, admin, cpuProfile, time.Second)
 	if p.Err != nil {
 		t.Fatal(p.Err)
 	}
@@ -71,15 +73,25 @@ func TestFetchProfileAndReport(t *testing.T) {
 	if !strings.Contains(p.Top, "flat") || !strings.Contains(p.Top, "cum") {
 		t.Errorf("top output:\n%s", p.Top)
 	}
-	failed := serviceProfile{Service: "gone", Err: os.ErrNotExist}
-	if err := appendProfiles(dir, []serviceProfile{p, failed}); err != nil {
+	a := fetchProfile(context.Background(), dir, admin, allocsProfile, time.Second)
+	if a.Err != nil {
+		t.Fatal(a.Err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "allocs-svc.pprof")); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(a.Top, "alloc_space") {
+		t.Errorf("allocation top output:\n%s", a.Top)
+	}
+	failed := serviceProfile{Service: "gone", Kind: cpuProfile, Err: os.ErrNotExist}
+	if err := appendProfiles(dir, []serviceProfile{p, a, failed}); err != nil {
 		t.Fatal(err)
 	}
 	b, err := os.ReadFile(filepath.Join(dir, "report.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"# report", "## CPU profiles", "### svc", "cpu-svc.pprof", "### gone", "profile failed"} {
+	for _, want := range []string{"# report", "## Profiles", "### svc: cpu", "cpu-svc.pprof", "### svc: allocs", "allocs-svc.pprof", "### gone: cpu", "profile failed"} {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("report.md lacks %q:\n%s", want, b)
 		}

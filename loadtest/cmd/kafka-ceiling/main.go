@@ -3,7 +3,7 @@
 // produce/consume hops (events → wakes → deliveries) with the services' kafka-go settings. See
 // package loadtest/ceiling.
 //
-//	go run ./loadtest/cmd/kafka-ceiling -records 250000 [-pipeline 2083] [-json out.json]
+//	go run ./loadtest/cmd/kafka-ceiling -records 250000 [-pipeline 4000] [-json out.json]
 package main
 
 import (
@@ -26,7 +26,7 @@ func main() {
 	flag.IntVar(&opts.Sizes[2], "delivery-bytes", 200, "value size of a delivery record")
 	flag.IntVar(&opts.Producers, "producers", 256, "concurrent single-record producers at the source")
 	flag.StringVar(&opts.BrokerAddr, "broker", "", "use this broker instead of an in-process kfake")
-	pipeline := flag.Float64("pipeline", 2083, "pipeline publishes/s to express as a fraction of the ceiling (0: none)")
+	pipeline := flag.Float64("pipeline", 0, "a measured pipeline rate (publishes/s, e.g. the find-max report's sustained maximum) to express as a fraction of the ceiling (0: none)")
 	jsonOut := flag.String("json", "", "also write the result as JSON to this file")
 	flag.Parse()
 
