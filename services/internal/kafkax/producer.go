@@ -58,11 +58,11 @@ func NewProducer(cfg *Config) (*Producer, error) {
 	}
 	return &Producer{
 		w: &kafka.Writer{
-			Addr:                   kafka.TCP(cfg.Brokers...),
-			Transport:              t,
-			Balancer:               &kafka.Murmur2Balancer{},
-			RequiredAcks:           kafka.RequireAll,
-			BatchTimeout:           cfg.BatchTimeout,
+			Addr:         kafka.TCP(cfg.Brokers...),
+			Transport:    t,
+			Balancer:     &kafka.Murmur2Balancer{},
+			RequiredAcks: kafka.RequireAll,
+			BatchTimeout: cfg.BatchTimeout,
 			// kafka-go allocates room for BatchSize messages (~150 B each) for every batch, and
 			// with a 2 ms timeout most batches are small: 1000 cost ~150 KB of zeroed memory
 			// per batch, 6 % of ingest's CPU under load (docs/performance.md).
