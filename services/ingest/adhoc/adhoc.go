@@ -194,11 +194,7 @@ func (c *Commands) HandleCommand(ctx context.Context, iq xmpp.IQ) (string, *xmpp
 
 // errorFor maps a core error to the command's IQ error.
 func errorFor(err error) *xmpp.StanzaError {
-	var ce *core.Error
-	detail := ""
-	if errors.As(err, &ce) {
-		detail = ce.Detail
-	}
+	detail := core.DetailOf(err)
 	switch core.CodeOf(err) {
 	case core.CodeMalformed:
 		return xmpp.NewError(xmpp.ErrorModify, xmpp.BadRequest, detail)

@@ -75,6 +75,15 @@ func CodeOf(err error) Code {
 	return CodeUnavailable
 }
 
+// DetailOf is the client-facing detail of a core error ("" for other errors).
+func DetailOf(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Detail
+	}
+	return ""
+}
+
 func fail(code Code, detail string, cause error) *Error {
 	return &Error{Code: code, Detail: detail, Err: cause}
 }

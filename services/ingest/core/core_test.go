@@ -3,6 +3,7 @@ package core_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -213,5 +214,21 @@ func TestKafkaFailure(t *testing.T) {
 	_, err = in.Receipt(ctx, reg.Node, reg.Secret, "w1", time.Now())
 	if core.CodeOf(err) != core.CodeUnavailable || time.Since(start) > 5*time.Second {
 		t.Fatalf("receipt with a hung producer: %v after %s", err, time.Since(start))
+	}
+}
+
+func TestDetailOf(t *testing.T) {
+	wrapped := fmt.Errorf("publish: %w", &core.Error{Code: core.CodeMalformed, Detail: "missing node"})
+	for _, tt := range []struct {
+		err  error
+		want string
+	}{
+		{nil, ""},
+		{errors.New("plain"), ""},
+		{wrapped, "missing node"},
+	} {
+		if got := core.DetailOf(tt.err); got != tt.want {
+			t.Errorf("DetailOf(%v) = %q, want %q", tt.err, got, tt.want)
+		}
 	}
 }

@@ -2,7 +2,6 @@ package xep0357
 
 import (
 	"context"
-	"errors"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -45,11 +44,7 @@ func ErrorFor(err error) *xmpp.StanzaError {
 	if err == nil {
 		return nil
 	}
-	var ce *core.Error
-	detail := ""
-	if errors.As(err, &ce) {
-		detail = ce.Detail
-	}
+	detail := core.DetailOf(err)
 	switch core.CodeOf(err) {
 	case core.CodeMalformed:
 		return xmpp.NewError(xmpp.ErrorModify, xmpp.BadRequest, detail)
