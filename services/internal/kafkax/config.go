@@ -102,13 +102,22 @@ func (c *Config) mechanism() (sasl.Mechanism, error) {
 	return nil, fmt.Errorf("unknown SASL mechanism %q", c.SASLMechanism)
 }
 
-// Transport returns a kafka-go transport (for writers and clients) with TLS and SASL applied.
-func (c *Config) Transport() (*kafka.Transport, error) {
+// security is the TLS configuration and SASL mechanism of c (either may be nil).
+func (c *Config) security() (*tls.Config, sasl.Mechanism, error) {
 	tc, err := c.tlsConfig()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	m, err := c.mechanism()
+	if err != nil {
+		return nil, nil, err
+	}
+	return tc, m, nil
+}
+
+// Transport returns a kafka-go transport (for writers and clients) with TLS and SASL applied.
+func (c *Config) Transport() (*kafka.Transport, error) {
+	tc, m, err := c.security()
 	if err != nil {
 		return nil, err
 	}
@@ -117,11 +126,7 @@ func (c *Config) Transport() (*kafka.Transport, error) {
 
 // Dialer returns a kafka-go dialer (for readers and consumer groups) with TLS and SASL applied.
 func (c *Config) Dialer() (*kafka.Dialer, error) {
-	tc, err := c.tlsConfig()
-	if err != nil {
-		return nil, err
-	}
-	m, err := c.mechanism()
+	tc, m, err := c.security()
 	if err != nil {
 		return nil, err
 	}
