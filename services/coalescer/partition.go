@@ -80,7 +80,7 @@ func (p *partitionRunner) run(ctx context.Context, offset int64) error {
 	if offset >= 0 {
 		p.next, p.committed = offset, offset
 	}
-	if err := p.restore(ctx); err != nil {
+	if err := p.restore(ctx, offset); err != nil {
 		return fmt.Errorf("restore partition %d from %s: %w", p.partition, topics.Wakes, err)
 	}
 

@@ -100,7 +100,7 @@ func BenchmarkRestore(b *testing.B) {
 		var before, after runtime.MemStats
 		runtime.ReadMemStats(&before)
 		b.StartTimer()
-		if err := p.restore(ctx); err != nil {
+		if err := p.restore(ctx, kafka.FirstOffset); err != nil {
 			b.Fatal(err)
 		}
 		b.StopTimer()

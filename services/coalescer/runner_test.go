@@ -232,3 +232,94 @@ func TestRunnerFakeClock(t *testing.T) {
 		t.Errorf("%d wakes, want 3", len(got))
 	}
 }
+
+// TestRestoreReachesFirstUncommittedEvent hands a partition over long after its last commit
+// (minutes: a slow handover, a stalled consumer): the previous owner woke e1 but never
+// committed past it. The window (interval + slack) ends long after that wake, yet the new owner
+// must read it back, because the replay starts at e1: e1 is a duplicate, e2 (never covered) is
+// woken at once, and nothing else is sent. The group's position is either a commit at e1's
+// offset or none at all (kafka.FirstOffset).
+func TestRestoreReachesFirstUncommittedEvent(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		offset int64
+	}{{"committed", 0}, {"never committed", kafka.FirstOffset}} {
+		t.Run(tc.name, func(t *testing.T) { testLateHandover(t, tc.offset) })
+	}
+}
+
+func testLateHandover(t *testing.T, offset int64) {
+	broker := stacktest.Kafka(t)
+	const interval = 10 * time.Second
+	cfg, err := loadSettings(testArgs(broker, writeAppsFile(t, interval), stacktest.FreeAddr(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	newEvents(t, broker) // creates the topics
+	w := &kafka.Writer{Addr: kafka.TCP(broker), Balancer: kafka.BalancerFunc(func(kafka.Message, ...int) int { return 0 }),
+		RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond}
+	t.Cleanup(func() { w.Close() })
+	write := func(topic string, at time.Time, m proto.Message, key string) {
+		t.Helper()
+		b, err := proto.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.WriteMessages(context.Background(), kafka.Message{Topic: topic, Key: []byte(key), Value: b, Time: at,
+			Headers: []kafka.Header{{Key: records.HeaderSchema, Value: []byte(records.SchemaName(m))}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	app := appOf(interval)
+	const devA, devB, devC = "0000000000000000000000000000000a", "0000000000000000000000000000000b", "0000000000000000000000000000000c"
+	t0 := time.Now().Add(-2 * time.Minute).Truncate(time.Millisecond)
+	if t0.After(time.Now().Add(-cfg.window() - cfg.RestoreSlack)) {
+		t.Fatal("the handover is not later than the window: the test proves nothing")
+	}
+	e1 := event(records.NewID(), devA, app, false)
+	e1.AcceptedAt = records.Timestamp(t0)
+	write(topics.Events, t0, e1, devA)
+	w1 := &wakepushv1.Wake{Id: records.NewID(), DeviceId: devA, App: app, Reason: wakepushv1.WakeReason_WAKE_REASON_LEADING,
+		CreatedAt: records.Timestamp(t0.Add(10 * time.Millisecond)), EventIds: []string{e1.Id}, EventCount: 1}
+	write(topics.Wakes, t0.Add(10*time.Millisecond), w1, devA)
+	e2 := event(records.NewID(), devB, app, false)
+	e2.AcceptedAt = records.Timestamp(t0.Add(20 * time.Millisecond))
+	write(topics.Events, t0.Add(20*time.Millisecond), e2, devB)
+
+	out := &captureProducer{}
+	c, err := newCoalescer(cfg, slog.New(slog.NewTextHandler(testWriter{t}, nil)), out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newPartitionRunner(c, nopCommitter{}, 0)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.run(ctx, offset) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+		p.close()
+	}()
+
+	e3 := event(records.NewID(), devC, app, false)
+	write(topics.Events, time.Now(), e3, devC)
+	deadline := time.Now().Add(15 * time.Second)
+	for len(out.got()) < 2 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(500 * time.Millisecond) // anything else decided with them
+	got := map[string][]string{}
+	for _, w := range out.got() {
+		if w.Reason != wakepushv1.WakeReason_WAKE_REASON_LEADING {
+			t.Errorf("wake %v: want leading", w)
+		}
+		got[w.DeviceId] = append(got[w.DeviceId], w.EventIds...)
+	}
+	want := map[string][]string{devB: {e2.Id}, devC: {e3.Id}}
+	if len(got) != len(want) || !slices.Equal(got[devB], want[devB]) || !slices.Equal(got[devC], want[devC]) {
+		t.Errorf("wakes after the late handover cover %v, want %v (e1 is covered by a wake the new owner must read back)", got, want)
+	}
+}

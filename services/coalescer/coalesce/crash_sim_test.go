@@ -22,8 +22,10 @@ import (
 // A crash drops the engine before a handle, after the decision but before the produce (the
 // decided wakes are lost), after the produce but before any commit, or gracefully (commit what
 // is safe, send no pending trailing wake early). After a random downtime a fresh engine is
-// restored like restore.go does — every logged wake produced at or after now − window, in log
-// order, via Restore(now, …) — and the stream is replayed from the committed offset in batches.
+// restored like restore.go does — every logged wake produced at or after the lookback, in log
+// order, via Restore(now, …), where the lookback is one window before now or, when earlier,
+// before the arrival of the event at the committed offset — and the stream is replayed from
+// the committed offset in batches.
 //
 // Checked over the whole run, on the wake log deduplicated by wake id (first copy kept), as
 // the sender delivers it:
@@ -40,15 +42,14 @@ import (
 //   - rate: non-urgent wakes of a device are min_interval apart or more, no tolerance; and a
 //     non-urgent wake comes min_interval or more after the previous wake of its device of any
 //     reason (a leading wake only after a quiet interval, a trailing one not before its end);
-//   - no duplicate bursts: an event is covered by one wake only, except under the two
-//     documented limits (README, "Restore"): (1) it was beyond the first MaxEventIDs ids of the
-//     wake that covered it first, so the restored wake does not list it; (2) the wake that
-//     covered it first was produced before the restore window of the engine that covered it
-//     again (the committed offset lagged that wake by more than the window: the seeds that
-//     never commit, or a commit lag + downtime + interval beyond the window). An urgent wake
-//     must cover an urgent event covered for the first time (or re-covered under those limits).
-//     A wake covering no event for the first time is an "extra" wake: it is only possible
-//     through those limits. Per device, the wakes sent are at most those of the same stream
+//   - no duplicate bursts: an event is covered by one wake only, except under the one
+//     documented limit (README, "Restore"): it was beyond the first MaxEventIDs ids of the
+//     wake that covered it first, so the restored wake does not list it. However long the
+//     committed offset lagged (the seeds that never commit, a commit lag + downtime beyond the
+//     window), every wake covering a replayed event is read back. An urgent wake must cover an
+//     urgent event covered for the first time (or re-covered under that limit). A wake covering
+//     no event for the first time is an "extra" wake: it is only possible through that limit.
+//     Per device, the wakes sent are at most those of the same stream
 //     run without crashes (same batches and delays) + the extra wakes + one per restart
 //     (a restart can shift the device's interval: the replayed events get a wake at the
 //     restart where the crash-free run sent a trailing wake at the end of the interval);
@@ -116,6 +117,7 @@ const (
 	breakNone        crashBreak = iota
 	breakSkipRestore            // do not read the wake log back
 	breakShortWindow            // read back only min_interval/4 of the wake log
+	breakWindowOnly             // read back one window before now, not before the committed event
 	breakReplayNext             // resume from the last handled offset, not the committed one
 )
 
@@ -138,7 +140,7 @@ type loggedWake struct {
 }
 
 type crashStats struct {
-	crashes, events, late, wakes, copies, extra, recovered64, recoveredOld, excess int
+	crashes, events, late, wakes, copies, extra, recovered64, excess int
 	// per device: wakes sent, and those of them covering no event for the first time
 	perDevice, extraPerDevice map[string]int
 }
@@ -151,7 +153,6 @@ func (s *crashStats) add(o crashStats) {
 	s.copies += o.copies
 	s.extra += o.extra
 	s.recovered64 += o.recovered64
-	s.recoveredOld += o.recoveredOld
 	s.excess += o.excess
 }
 
@@ -179,15 +180,22 @@ func simulateCrashes(stream []simEvent, cfg crashConfig) (crashStats, error) {
 		}
 		pend = map[string][]string{}
 		restoredAt = append(restoredAt, t)
-		window := crashSimWindow
+		// The lookback of restore.go: one window before now or, when earlier, before the
+		// record time (its arrival) of the first event at or after the committed offset.
+		since := t.Add(-crashSimWindow)
+		if committed < int64(len(stream)) && !stream[committed].t.After(t) {
+			since = minTime(since, stream[committed].t.Add(-crashSimWindow))
+		}
 		switch cfg.broken {
 		case breakSkipRestore:
 			return nil
 		case breakShortWindow:
-			window = simIntervals["fast"] / 4
+			since = t.Add(-simIntervals["fast"] / 4)
+		case breakWindowOnly:
+			since = t.Add(-crashSimWindow)
 		}
 		for _, l := range log {
-			if !l.w.At.Before(t.Add(-window)) {
+			if !l.w.At.Before(since) {
 				e.Restore(t, RestoredWake{DeviceID: l.w.DeviceID, App: l.w.App, At: l.w.At, EventIDs: l.w.EventIDs})
 			}
 		}
@@ -404,12 +412,9 @@ run:
 				listed[x] = true
 			}
 			restored := restoredAt[l.inc]
-			switch {
-			case !listed[id]:
+			if !listed[id] {
 				st.recovered64++
-			case prev.At.Before(restored.Add(-crashSimWindow)):
-				st.recoveredOld++
-			default:
+			} else {
 				return st, fmt.Errorf("%s: event %s covered by wake %s (%s at %v) and again by %s (%s at %v, engine restored at %v)",
 					w.DeviceID, id, prev.ID, prev.Reason, prev.At.Sub(t0), w.ID, w.Reason, w.At.Sub(t0), restored.Sub(t0))
 			}
@@ -518,6 +523,13 @@ func maxTime(a, b time.Time) time.Time {
 	return b
 }
 
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
 // randomCrashConfig draws crash points (none for every fourth seed), modes, downtimes and a
 // commit policy over stream.
 func randomCrashConfig(r *rand.Rand, stream []simEvent, seed int) crashConfig {
@@ -586,9 +598,9 @@ func TestSimulationCrashRestart(t *testing.T) {
 		total.add(st)
 	}
 	t.Logf("%d runs: %d crashes, %d events, %d covered later than arrival + interval + downtime (replay split over batches); "+
-		"%d wakes sent, %d copies dropped by wake id, %d wakes re-covering only (%d events beyond %d ids, %d events of wakes older than the window); "+
+		"%d wakes sent, %d copies dropped by wake id, %d wakes re-covering only (%d events beyond %d ids); "+
 		"%d wakes more than crash-free otherwise",
-		runs, total.crashes, total.events, total.late, total.wakes, total.copies, total.extra, total.recovered64, MaxEventIDs, total.recoveredOld, total.excess)
+		runs, total.crashes, total.events, total.late, total.wakes, total.copies, total.extra, total.recovered64, MaxEventIDs, total.excess)
 }
 
 // TestSimulationCrashDetectsBrokenRecovery runs the crash simulation with recovery broken on
@@ -598,7 +610,7 @@ func TestSimulationCrashDetectsBrokenRecovery(t *testing.T) {
 	for _, b := range []struct {
 		name string
 		brk  crashBreak
-	}{{"skip restore", breakSkipRestore}, {"short window", breakShortWindow}, {"replay from next", breakReplayNext}} {
+	}{{"skip restore", breakSkipRestore}, {"short window", breakShortWindow}, {"window only", breakWindowOnly}, {"replay from next", breakReplayNext}} {
 		failed, runs := 0, 60
 		var example error
 		for seed := range runs {
