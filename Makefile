@@ -6,7 +6,7 @@ MODULES := schemas services loadtest deploy/local
 PKGS := $(foreach m,$(MODULES),./$(m)/...)
 GOTEST_FLAGS ?= -race -shuffle=on -timeout 20m
 
-.PHONY: all build test test-short run demo-push loadtest loadtest-max proto lint fmt clickhouse-lib clean-data help
+.PHONY: all build test test-short fuzz run demo-push loadtest loadtest-max proto lint fmt clickhouse-lib clean-data help
 
 all: build
 
@@ -23,6 +23,23 @@ test: clickhouse-lib ## unit + integration tests (kfake, ClickHouse, APNs mock, 
 
 test-short: ## unit tests only
 	$(GO) test -short -race $(PKGS)
+
+# Every fuzz target, as package:Func. Budgets are execution counts, not durations: a duration
+# -fuzztime races the Go 1.26 fuzz coordinator's deadline on a busy machine (golang/go#75804)
+# and fails with "context deadline exceeded" and no crasher.
+FUZZ_TARGETS := services/ingest/xep0357:FuzzParsePublish services/ingest/xep0357:FuzzHandlePublish \
+	services/ingest/xmpp:FuzzStreamReaderMatchesDecoder services/ingest/adhoc:FuzzCommand \
+	services/ingest/httpapi:FuzzAPI services/recorder:FuzzRecordRow services/coalescer:FuzzDecodeEvent
+FUZZ_EXECS ?= 1500000
+
+fuzz: ## run every fuzz target for FUZZ_EXECS inputs each (default 1.5M, ~10.5M in all); crashers land in testdata/fuzz
+	@mkdir -p .data/fuzz; summary=.data/fuzz/summary.tsv; printf 'target\texecs\tseconds\tresult\n' > $$summary; fail=0; \
+	for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; start=$$(date +%s); \
+	  if $(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZ_EXECS)x -timeout 2h ./$$pkg > .data/fuzz/$$fn.log 2>&1; then r=ok; else r=FAIL; fail=1; fi; \
+	  execs=$$(grep -o 'execs: [0-9]*' .data/fuzz/$$fn.log | tail -1 | cut -d' ' -f2); \
+	  printf '%s\t%s\t%s\t%s\n' "$$pkg:$$fn" "$${execs:-0}" "$$(( $$(date +%s) - start ))" "$$r" | tee -a $$summary; \
+	  [ $$r = ok ] || tail -20 .data/fuzz/$$fn.log; \
+	done; awk -F'\t' 'NR>1 {n+=$$2} END {print "fuzz: " n " inputs in all"}' $$summary; exit $$fail
 
 run: ## start the whole pipeline locally (kfake, ClickHouse, APNs mock, four services); Ctrl-C stops it
 	$(GO) build -o .data/bin/wakepush-dev ./deploy/local/cmd/wakepush-dev && exec .data/bin/wakepush-dev
