@@ -156,4 +156,3 @@ func (c *coalescer) dialLeader(ctx context.Context, topic string, partition int)
 	}
 	return nil, fmt.Errorf("dial leader of %s/%d: %w", topic, partition, errors.Join(errs...))
 }
-
