@@ -2,6 +2,7 @@ package runner
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -39,6 +40,15 @@ var (
 	allocsProfile = profileKind{name: "allocs", endpoint: "allocs", top: []string{"-top", "-sample_index=alloc_space"}}
 )
 
+const (
+	// pprofBuildTimeout bounds finding (and on first use building) the pprof tool: Go builds it
+	// on first use since 1.25, which took 2m12s on the busy 2-core machine with an empty build
+	// cache.
+	pprofBuildTimeout = 15 * time.Minute
+	// pprofRunTimeout bounds one run of the built pprof on a profile (well under a second idle).
+	pprofRunTimeout = 2 * time.Minute
+)
+
 // startProfiles fetches a CPU profile of opts.Profile from every service, centred in the load
 // phase (which starts now). The channel yields once, after every fetch ended (at once and nil
 // when profiling is off).
@@ -49,10 +59,13 @@ func startProfiles(ctx context.Context, opts Options, st *stack, logf func(strin
 		return out
 	}
 	delay, secs := profileWindow(opts.Scenario, opts.Profile)
-	admins := append([]adminAddr(nil), st.admins...)
+	admins := append([]adminAddr(nil), st.pprofs...)
 	go func() {
+		start := time.After(delay)
+		// Before the window: a first-time build of pprof then runs during the delay, once.
+		tool := findPprof(ctx)
 		select {
-		case <-time.After(delay):
+		case <-start:
 		case <-ctx.Done():
 			out <- nil
 			return
@@ -63,7 +76,7 @@ func startProfiles(ctx context.Context, opts Options, st *stack, logf func(strin
 		var wg sync.WaitGroup
 		for k, kind := range kinds {
 			for i, a := range admins {
-				wg.Go(func() { profs[k*len(admins)+i] = fetchProfile(ctx, opts.ReportDir, a, kind, secs) })
+				wg.Go(func() { profs[k*len(admins)+i] = fetchProfile(ctx, opts.ReportDir, a, kind, secs, tool) })
 			}
 		}
 		wg.Wait()
@@ -92,51 +105,91 @@ func profileWindow(sc *scenario.Scenario, d time.Duration) (delay, length time.D
 	return delay, length
 }
 
-func fetchProfile(ctx context.Context, dir string, a adminAddr, kind profileKind, d time.Duration) serviceProfile {
+// pprofTool is the pprof executable of `go tool pprof`, or why there is none.
+type pprofTool struct {
+	path string
+	err  error
+}
+
+// findPprof finds `go tool pprof`'s executable with `go tool -n pprof`, which builds it into
+// the build cache first if it is not there, within pprofBuildTimeout.
+func findPprof(ctx context.Context) pprofTool {
+	ctx, cancel := context.WithTimeout(ctx, pprofBuildTimeout)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "go", "tool", "-n", "pprof").Output()
+	if err != nil {
+		return pprofTool{err: commandError(ctx, "go tool -n pprof", err)}
+	}
+	path := strings.TrimSpace(string(out))
+	if path == "" {
+		return pprofTool{err: errors.New("go tool -n pprof printed no path")}
+	}
+	return pprofTool{path: path}
+}
+
+// fetchProfile fetches a profile of length d from a service's pprof address
+// (WAKEPUSH_PPROF_ADDR, which the runner sets) into dir and summarizes it with tool. A profile
+// fetched but not summarized stays in dir.
+func fetchProfile(ctx context.Context, dir string, a adminAddr, kind profileKind, d time.Duration, tool pprofTool) serviceProfile {
 	p := serviceProfile{Service: a.name, Kind: kind, File: kind.name + "-" + a.name + ".pprof"}
+	path := filepath.Join(dir, p.File)
+	if p.Err = fetchTo(ctx, path, a, kind, d); p.Err != nil {
+		return p
+	}
+	if tool.err != nil {
+		p.Err = tool.err
+		return p
+	}
+	p.Top, p.Err = pprofTop(ctx, tool.path, path, kind.top, 10)
+	return p
+}
+
+// fetchTo writes a profile of length d, fetched from /debug/pprof/, to path.
+func fetchTo(ctx context.Context, path string, a adminAddr, kind profileKind, d time.Duration) error {
 	secs := int(d.Round(time.Second) / time.Second)
 	ctx, cancel := context.WithTimeout(ctx, d+30*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://%s/debug/pprof/%s?seconds=%d", a.addr, kind.endpoint, secs), nil)
+	url := fmt.Sprintf("http://%s/debug/pprof/%s?seconds=%d", a.addr, kind.endpoint, secs)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		p.Err = err
-		return p
+		return err
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		p.Err = err
-		return p
+		return err
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
-		p.Err = err
-		return p
+		return fmt.Errorf("GET %s: %w", url, err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		p.Err = fmt.Errorf("HTTP %d: %.200s", resp.StatusCode, body)
-		return p
+		return fmt.Errorf("GET %s: HTTP %d: %.200s", url, resp.StatusCode, body)
 	}
-	path := filepath.Join(dir, p.File)
-	if err := os.WriteFile(path, body, 0o644); err != nil {
-		p.Err = err
-		return p
-	}
-	p.Top, p.Err = pprofTop(ctx, path, kind.top, 10)
-	return p
+	return os.WriteFile(path, body, 0o644)
 }
 
-// pprofTop runs `go tool pprof ARGS -nodecount=n` on a profile file.
-func pprofTop(ctx context.Context, path string, args []string, n int) (string, error) {
-	args = append(append([]string{"tool", "pprof"}, args...), fmt.Sprintf("-nodecount=%d", n), path)
-	out, err := exec.CommandContext(ctx, "go", args...).Output()
+// pprofTop runs pprof ARGS -nodecount=n on a profile file, within pprofRunTimeout.
+func pprofTop(ctx context.Context, pprof, path string, args []string, n int) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, pprofRunTimeout)
+	defer cancel()
+	args = append(append([]string{}, args...), fmt.Sprintf("-nodecount=%d", n), path)
+	out, err := exec.CommandContext(ctx, pprof, args...).Output()
 	if err != nil {
-		if ee, ok := err.(*exec.ExitError); ok {
-			return "", fmt.Errorf("go tool pprof: %w: %s", err, strings.TrimSpace(string(ee.Stderr)))
-		}
-		return "", fmt.Errorf("go tool pprof: %w", err)
+		return "", commandError(ctx, "go tool pprof", err)
 	}
 	return strings.TrimRight(string(out), "\n"), nil
+}
+
+// commandError describes a failed command: its stderr, or that its context ended it.
+func commandError(ctx context.Context, name string, err error) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("%s: %w (%w)", name, err, context.Cause(ctx))
+	}
+	if ee, ok := err.(*exec.ExitError); ok {
+		return fmt.Errorf("%s: %w: %s", name, err, strings.TrimSpace(string(ee.Stderr)))
+	}
+	return fmt.Errorf("%s: %w", name, err)
 }
 
 // appendProfiles adds a "Profiles" section to report.md.

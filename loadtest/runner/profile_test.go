@@ -2,6 +2,7 @@ package runner
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"net/http/pprof"
@@ -39,7 +40,27 @@ func TestProfileWindow(t *testing.T) {
 	}
 }
 
+// testContext ends a little before the test's deadline, so that a command it bounds fails
+// with its own error, not with the test binary's timeout panic.
+func testContext(t *testing.T) context.Context {
+	ctx := t.Context()
+	if dl, ok := t.Deadline(); ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, dl.Add(-time.Until(dl)/20))
+		t.Cleanup(cancel)
+	}
+	return ctx
+}
+
+// TestFetchProfileAndReport fetches a CPU and an allocation profile over HTTP, summarizes them
+// with pprof and appends them to a report. The pprof tool is built first if the build cache
+// lacks it (minutes on a busy machine): only the test's deadline bounds that.
 func TestFetchProfileAndReport(t *testing.T) {
+	ctx := testContext(t)
+	tool := findPprof(ctx)
+	if tool.err != nil {
+		t.Fatal(tool.err)
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.Handle("/debug/pprof/allocs", pprof.Handler("allocs"))
@@ -63,7 +84,7 @@ func TestFetchProfileAndReport(t *testing.T) {
 		t.Fatal(err)
 	}
 	admin := adminAddr{name: "svc", addr: strings.TrimPrefix(srv.URL, "http://")}
-	p := fetchProfile(context.Background(), dir, admin, cpuProfile, time.Second)
+	p := fetchProfile(ctx, dir, admin, cpuProfile, time.Second, tool)
 	if p.Err != nil {
 		t.Fatal(p.Err)
 	}
@@ -73,7 +94,7 @@ func TestFetchProfileAndReport(t *testing.T) {
 	if !strings.Contains(p.Top, "flat") || !strings.Contains(p.Top, "cum") {
 		t.Errorf("top output:\n%s", p.Top)
 	}
-	a := fetchProfile(context.Background(), dir, admin, allocsProfile, time.Second)
+	a := fetchProfile(ctx, dir, admin, allocsProfile, time.Second, tool)
 	if a.Err != nil {
 		t.Fatal(a.Err)
 	}
@@ -83,7 +104,20 @@ func TestFetchProfileAndReport(t *testing.T) {
 	if !strings.Contains(a.Top, "alloc_space") {
 		t.Errorf("allocation top output:\n%s", a.Top)
 	}
-	failed := serviceProfile{Service: "gone", Kind: cpuProfile, Err: os.ErrNotExist}
+	// Without pprof the profile is still kept, and the report says why it has no summary.
+	noTool := pprofTool{err: errors.New("no pprof here")}
+	other := adminAddr{name: "other", addr: admin.addr}
+	if n := fetchProfile(ctx, dir, other, allocsProfile, time.Second, noTool); n.Err != noTool.err || n.Top != "" {
+		t.Errorf("without pprof: Err %v, Top %q", n.Err, n.Top)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "allocs-other.pprof")); err != nil {
+		t.Error(err)
+	}
+	gone := adminAddr{name: "gone", addr: "127.0.0.1:1"}
+	failed := fetchProfile(ctx, dir, gone, cpuProfile, time.Second, tool)
+	if failed.Err == nil {
+		t.Fatal("no error for a service that does not answer")
+	}
 	if err := appendProfiles(dir, []serviceProfile{p, a, failed}); err != nil {
 		t.Fatal(err)
 	}

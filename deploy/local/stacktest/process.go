@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/wakepush/wakepush/deploy/local/childproc"
 )
 
 // StopTimeout is how long Stop waits after SIGTERM before SIGKILL.
@@ -26,9 +28,9 @@ type Process struct {
 	Name string
 
 	t    testing.TB
-	cmd  *exec.Cmd
-	done chan struct{}
-	err  error // Wait's result, set before done is closed
+	proc *childproc.Process
+	done chan struct{} // closed once the process has exited and its last line is kept
+	err  error         // the process's exit (childproc.Process.Err), set before done is closed
 
 	stopping atomic.Bool
 
@@ -54,30 +56,31 @@ type Process struct {
 func StartProcess(t testing.TB, name, bin string, env []string, args ...string) *Process {
 	t.Helper()
 	p := &Process{Name: name, t: t, done: make(chan struct{}), changed: make(chan struct{})}
-	p.cmd = exec.Command(bin, args...)
-	p.cmd.Env = append(os.Environ(), env...)
-	if raceEnabled && !hasVar(p.cmd.Env, "GORACE") {
+	// Stop: SIGTERM, StopTimeout, SIGKILL. StopTimeout also bounds how long a grandchild
+	// holding the output pipe can delay Done after the process exited.
+	p.proc = childproc.Command(StopTimeout, bin, args...)
+	p.proc.Cmd.Env = append(os.Environ(), env...)
+	if raceEnabled && !hasVar(p.proc.Cmd.Env, "GORACE") {
 		// A -race binary sleeps 1 s before exiting by default.
-		p.cmd.Env = append(p.cmd.Env, "GORACE=atexit_sleep_ms=10")
+		p.proc.Cmd.Env = append(p.proc.Cmd.Env, "GORACE=atexit_sleep_ms=10")
 	}
-	p.cmd.Stdout = p // one writer for both: exec shares one pipe, order kept
-	p.cmd.Stderr = p
-	p.cmd.WaitDelay = 5 * time.Second // a grandchild holding the pipe cannot block Wait
+	p.proc.Cmd.Stdout = p // one writer for both: exec shares one pipe, order kept
+	p.proc.Cmd.Stderr = p
 	// If the test binary dies (panic, timeout), take the process with it.
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := p.cmd.Start(); err != nil {
+	p.proc.Cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := p.proc.Start(); err != nil {
 		t.Fatalf("stacktest: start %s (%s): %v", name, bin, err)
 	}
 	go func() {
-		err := p.cmd.Wait()
+		<-p.proc.Done()
 		p.mu.Lock()
 		p.flushLocked()
 		p.mu.Unlock()
-		p.err = err
+		p.err = p.proc.Err()
 		unexpected := !p.stopping.Load()
 		close(p.done)
 		if unexpected {
-			p.logf("[%s] exited by itself: %v", name, exitStatus(err))
+			p.logf("[%s] exited by itself: %v", name, exitStatus(p.err))
 		}
 	}()
 	t.Cleanup(func() {
@@ -155,7 +158,7 @@ func (p *Process) logf(format string, args ...any) {
 }
 
 // Pid returns the process id.
-func (p *Process) Pid() int { return p.cmd.Process.Pid }
+func (p *Process) Pid() int { return p.proc.Pid() }
 
 // Lines returns the output lines so far.
 func (p *Process) Lines() []string {
@@ -252,13 +255,13 @@ func (p *Process) Signal(sig os.Signal) error {
 	if sig == syscall.SIGTERM || sig == syscall.SIGINT || sig == syscall.SIGKILL {
 		p.stopping.Store(true)
 	}
-	return p.cmd.Process.Signal(sig)
+	return p.proc.Cmd.Process.Signal(sig)
 }
 
 // Kill sends SIGKILL and waits for the process to exit.
 func (p *Process) Kill() {
 	p.stopping.Store(true)
-	_ = p.cmd.Process.Kill()
+	_ = p.proc.Cmd.Process.Kill()
 	<-p.done
 }
 
@@ -283,17 +286,16 @@ func (p *Process) Wait(timeout time.Duration) error {
 func (p *Process) Stop() error {
 	p.stopOnce.Do(func() {
 		p.stopping.Store(true)
+		err := p.proc.Stop()
 		select {
-		case <-p.done:
+		case <-p.proc.Done():
 		default:
-			_ = p.cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-p.done:
-			case <-time.After(StopTimeout):
-				p.logf("[%s] still running %s after SIGTERM: killing", p.Name, StopTimeout)
-				_ = p.cmd.Process.Kill()
-				<-p.done
-			}
+			p.stopErr = err // not even SIGKILL ended it
+			return
+		}
+		<-p.done
+		if p.proc.Killed() {
+			p.logf("[%s] still running %s after SIGTERM: killed", p.Name, StopTimeout)
 		}
 		p.stopErr = p.err
 	})
@@ -305,7 +307,7 @@ func (p *Process) Stop() error {
 func (p *Process) ExitCode() int {
 	select {
 	case <-p.done:
-		return p.cmd.ProcessState.ExitCode()
+		return p.proc.Cmd.ProcessState.ExitCode()
 	default:
 		return -1
 	}

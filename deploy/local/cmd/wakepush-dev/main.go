@@ -34,6 +34,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/wakepush/wakepush/deploy/local/childproc"
 )
 
 func main() {
@@ -321,38 +323,34 @@ func (s *stack) environ(c component, parent []string) []string {
 // child is a started component.
 type child struct {
 	component
-	cmd  *exec.Cmd
+	proc *childproc.Process
 	out  *lineWriter
-	done chan struct{}
-	err  error
-
-	mu       sync.Mutex
-	stopping bool
+	done chan struct{} // closed once the process has exited and its output is flushed
+	err  error         // how it ended (childproc.Process.Err), set before done is closed
 }
 
 func (s *stack) start(c component, bin string) (*child, error) {
 	args := s.expandAll(c.args)
 	ch := &child{component: c, done: make(chan struct{}), out: s.out.writer(c.name)}
-	ch.cmd = exec.Command(bin, args...)
-	ch.cmd.Dir = s.opts.root
-	ch.cmd.Env = s.environ(c, os.Environ())
-	ch.cmd.Stdout, ch.cmd.Stderr = ch.out, ch.out
-	ch.cmd.WaitDelay = 2 * time.Second
+	// stop: SIGTERM, stopTimeout, SIGKILL to the child's process group.
+	ch.proc = childproc.Command(stopTimeout, bin, args...)
+	ch.proc.Cmd.Dir = s.opts.root
+	ch.proc.Cmd.Env = s.environ(c, os.Environ())
+	ch.proc.Cmd.Stdout, ch.proc.Cmd.Stderr = ch.out, ch.out
 	// Own process group: a terminal's Ctrl-C reaches only the supervisor,
 	// which then stops the children in order. Pdeathsig: a killed supervisor
 	// takes its children along.
-	ch.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
-	if err := ch.cmd.Start(); err != nil {
+	ch.proc.Cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	if err := ch.proc.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", c.name, err)
 	}
-	s.logf("%s started (pid %d): %s %s", c.name, ch.cmd.Process.Pid, filepath.Base(bin), strings.Join(args, " "))
+	s.logf("%s started (pid %d): %s %s", c.name, ch.proc.Pid(), filepath.Base(bin), strings.Join(args, " "))
 	s.started = append(s.started, ch)
 	go func() {
-		ch.err = ch.cmd.Wait()
+		<-ch.proc.Done()
+		ch.err = ch.proc.Err()
 		ch.out.Flush()
-		ch.mu.Lock()
-		stopping := ch.stopping
-		ch.mu.Unlock()
+		stopping := ch.proc.Stopping()
 		close(ch.done)
 		if !stopping {
 			s.exits <- ch
@@ -399,22 +397,22 @@ func (s *stack) stopAll() {
 const stopTimeout = 15 * time.Second
 
 func (s *stack) stop(ch *child) {
-	ch.mu.Lock()
-	ch.stopping = true
-	ch.mu.Unlock()
 	select {
 	case <-ch.done:
 		return // already gone, reported
 	default:
 	}
 	s.logf("stopping %s", ch.name)
-	_ = ch.cmd.Process.Signal(syscall.SIGTERM)
+	err := ch.proc.Stop()
 	select {
-	case <-ch.done:
-	case <-time.After(stopTimeout):
-		s.logf("%s still running %s after SIGTERM: killing it", ch.name, stopTimeout)
-		_ = syscall.Kill(-ch.cmd.Process.Pid, syscall.SIGKILL)
-		<-ch.done
+	case <-ch.proc.Done():
+	default:
+		s.logf("%s: %v", ch.name, err) // not even SIGKILL ended it
+		return
+	}
+	<-ch.done
+	if ch.proc.Killed() {
+		s.logf("%s still running %s after SIGTERM: killed it", ch.name, stopTimeout)
 	}
 	s.logf("%s stopped (%s)", ch.name, exitStatus(ch.err))
 }
