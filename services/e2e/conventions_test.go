@@ -89,7 +89,7 @@ func TestConventionsWakeDevice(t *testing.T) {
 				t.Fatalf("register-push-apns answered %+v", ans)
 			}
 			c.EnablePush(ans.field("jid"), ans.field("node"), ans.field("secret"))
-			// The node is v1.<kid>.<device_id>.<app>.
+			// The node is v2.<kid>.<device_id>.<registration_id>.<app>.
 			return strings.Split(ans.field("node"), ".")[2]
 		}},
 		{"Monal token node", "dave", func(c *prosody.Client, token string) string {

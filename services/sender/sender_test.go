@@ -55,6 +55,8 @@ type fixture struct {
 	key      *ecdsa.PrivateKey
 	args     []string
 	producer *kafkax.Producer
+	// log is the sender's logger (nil: warnings and errors as text on stderr).
+	log *slog.Logger
 
 	mu         sync.Mutex
 	deliveries []*wakepushv1.Delivery
@@ -157,6 +159,9 @@ func newFixture(t *testing.T, extraArgs ...string) *fixture {
 func (f *fixture) follow(topic string) {
 	ctx, cancel := context.WithCancel(context.Background())
 	tl, err := tail.New(&f.kafka, tail.Options{Topic: topic, Handle: func(msg *kafka.Message) {
+		if msg.Value == nil && topic == topics.Registrations {
+			return // a tombstone
+		}
 		m, err := records.Decode(kafkax.Header(msg, records.HeaderSchema), msg.Value)
 		if err != nil {
 			if topic != topics.Wakes { // the poison-wake test writes one on purpose
@@ -210,7 +215,10 @@ func (f *fixture) start() (stop func()) {
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	log := f.log
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
 	go adm.Serve(log)
 	f.t.Cleanup(func() { adm.Shutdown(context.Background()) })
 	base := &service.Base{Name: "sender", Log: log, Admin: adm}
@@ -538,6 +546,86 @@ func TestUnregisteredToken(t *testing.T) {
 	f.eventually("all wakes committed", 10*time.Second, func() bool { return f.committed() == 3 })
 	if regs := f.senderRegistrations(backDev); len(regs) != 0 {
 		t.Errorf("the re-registered device was unregistered: %v", regs)
+	}
+}
+
+// registerRegistration writes one registration of device (ACTIVE with the token, or
+// UNREGISTERED without it, as ingest writes a client's unregistration), keyed like ingest does.
+func (f *fixture) registerRegistration(device, regID, token string, source wakepushv1.RegistrationSource, state wakepushv1.RegistrationState, at time.Time) {
+	f.produce(kafkax.Record{Topic: topics.Registrations, Key: records.RegistrationKey(device, regID), Msg: &wakepushv1.Registration{
+		Id: records.NewID(), CreatedAt: records.Timestamp(at), DeviceId: device, RegistrationId: regID, App: appID,
+		Platform: wakepushv1.Platform_PLATFORM_APNS, Environment: wakepushv1.Environment_ENVIRONMENT_PRODUCTION,
+		Token: token, State: state, Source: source, RegisteredAt: records.Timestamp(at),
+	}})
+}
+
+// TestRegistrationsOfOneDevice: a device has a registration per party that registered its token.
+// A client ending its own registration leaves the device's wakes to the others; a provider's
+// dead-token answer ends every registration older than its timestamp (token node included),
+// none made after it; a tombstone removes one registration and, with the last, the device.
+func TestRegistrationsOfOneDevice(t *testing.T) {
+	f := newFixture(t)
+	f.start()
+	now := time.Now()
+	const (
+		httpAPI = wakepushv1.RegistrationSource_REGISTRATION_SOURCE_HTTP_API
+		adhoc   = wakepushv1.RegistrationSource_REGISTRATION_SOURCE_ADHOC
+		tnode   = wakepushv1.RegistrationSource_REGISTRATION_SOURCE_TOKEN_NODE
+	)
+	active, gone := wakepushv1.RegistrationState_REGISTRATION_STATE_ACTIVE, wakepushv1.RegistrationState_REGISTRATION_STATE_UNREGISTERED
+	reg := func(n byte) string { return strings.Repeat("0", 31) + string("0123456789abcdef"[n]) }
+
+	// The victim's app, and someone who registered the same token and then unregistered its own
+	// registration: the device still gets its wakes.
+	tok := token(5)
+	dev := "dev-" + tok[len(tok)-12:]
+	f.registerRegistration(dev, reg(1), tok, httpAPI, active, now.Add(-time.Hour))
+	f.registerRegistration(dev, reg(2), tok, httpAPI, active, now.Add(-time.Hour))
+	f.registerRegistration(dev, reg(2), "", httpAPI, gone, now.Add(-50*time.Minute))
+	f.wake(dev, "wake-shared")
+	f.eventually("the wake accepted", 20*time.Second, func() bool { return f.has("wake-shared", wakepushv1.DeliveryOutcome_DELIVERY_OUTCOME_ACCEPTED) })
+
+	// The token dies; a Monal token node, an ad-hoc account and the app registered before, one
+	// more ad-hoc account after the provider's timestamp.
+	dead := token(6)
+	deadDev := "dev-" + dead[len(dead)-12:]
+	f.registerRegistration(deadDev, reg(3), dead, tnode, active, now.Add(-time.Hour))
+	f.registerRegistration(deadDev, reg(4), dead, adhoc, active, now.Add(-time.Hour))
+	f.registerRegistration(deadDev, reg(5), dead, httpAPI, active, now.Add(-time.Hour))
+	f.registerRegistration(deadDev, reg(6), dead, adhoc, active, now)
+	f.mock.Unregister(dead, now.Add(-time.Minute).Truncate(time.Second))
+	f.wake(deadDev, "wake-dead")
+	f.eventually("three UNREGISTERED records", 20*time.Second, func() bool { return len(f.senderRegistrations(deadDev)) == 3 })
+	var ended []string
+	for _, r := range f.senderRegistrations(deadDev) {
+		ended = append(ended, r.GetRegistrationId())
+		if r.GetReason() != "apns:Unregistered" || r.GetToken() != dead {
+			t.Errorf("unregistration %v", r)
+		}
+	}
+	slices.Sort(ended)
+	if want := []string{reg(3), reg(4), reg(5)}; !slices.Equal(ended, want) {
+		t.Fatalf("the sender ended registrations %v, want %v (not the one made after the timestamp)", ended, want)
+	}
+
+	// A tombstone of one registration: the device stays with the other; the last one's
+	// tombstone removes the device (its wakes are then unknown_device).
+	f.produce(kafkax.Record{Topic: topics.Registrations, Key: records.RegistrationKey(dev, reg(2))})
+	f.wake(dev, "wake-after-tombstone")
+	f.eventually("accepted after a tombstone of another registration", 20*time.Second, func() bool {
+		return f.has("wake-after-tombstone", wakepushv1.DeliveryOutcome_DELIVERY_OUTCOME_ACCEPTED)
+	})
+	f.registerRegistration(dev, reg(1), "", httpAPI, gone, now)
+	f.produce(kafkax.Record{Topic: topics.Registrations, Key: records.RegistrationKey(dev, reg(1))})
+	f.wake(dev, "wake-no-device")
+	f.eventually("dropped once every registration is gone", 20*time.Second, func() bool {
+		return f.has("wake-no-device", wakepushv1.DeliveryOutcome_DELIVERY_OUTCOME_DROPPED)
+	})
+	if r := f.deliveriesOf("wake-no-device")[0].GetReason(); r != "unknown_device" {
+		t.Errorf("drop reason %q, want unknown_device", r)
+	}
+	if n := len(f.mock.PushesFor(tok)); n != 2 {
+		t.Errorf("%d pushes for the shared token, want 2", n)
 	}
 }
 

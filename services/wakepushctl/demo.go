@@ -35,7 +35,7 @@ func demo(ctx context.Context, args []string) error {
 	var c demoConfig
 	s := config.New("wakepushctl demo")
 	s.String(&c.IngestURL, "ingest", "WAKEPUSH_DEMO_INGEST_URL", "http://127.0.0.1:18080", "ingest HTTP API")
-	s.String(&c.EventToken, "event-token", "WAKEPUSH_DEMO_EVENT_TOKEN", "dev-event-token", "bearer token of the HTTP event API")
+	s.Secret(&c.EventToken, "WAKEPUSH_DEMO_EVENT_TOKEN", "dev-event-token", "bearer token of the HTTP event API (the default is the dev stack's)")
 	s.String(&c.App, "app", "WAKEPUSH_DEMO_APP", "im.wakepush.demo", "app id to register the fake device for")
 	s.String(&c.APNsMockURL, "apns-mock", "WAKEPUSH_DEMO_APNS_MOCK_URL", "https://127.0.0.1:18443", "APNs mock base URL")
 	s.String(&c.APNsMockCA, "apns-mock-ca", "WAKEPUSH_DEMO_APNS_MOCK_CA", ".data/dev/apns-ca.pem", "CA of the APNs mock")

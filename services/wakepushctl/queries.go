@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -16,6 +18,7 @@ import (
 
 	chschema "github.com/wakepush/wakepush/schemas/clickhouse"
 	"github.com/wakepush/wakepush/services/internal/config"
+	"github.com/wakepush/wakepush/services/internal/redact"
 )
 
 // listQueries prints each analyst query with the first line of its comment.
@@ -65,7 +68,7 @@ func defaultParam(name string, now time.Time) (string, bool) {
 func runQuery(ctx context.Context, args []string) error {
 	var dsn string
 	s := config.New("wakepushctl query")
-	s.String(&dsn, "clickhouse-dsn", "WAKEPUSH_CLICKHOUSE_DSN", "clickhouse://127.0.0.1:19000/wakepush", "ClickHouse DSN (native protocol)")
+	s.Secret(&dsn, "WAKEPUSH_CLICKHOUSE_DSN", "clickhouse://127.0.0.1:19000/wakepush", "ClickHouse DSN (native protocol; may carry credentials)")
 	// Flags first, then NAME and k=v parameters.
 	var rest []string
 	for i, a := range args {
@@ -76,6 +79,9 @@ func runQuery(ctx context.Context, args []string) error {
 		}
 	}
 	if err := s.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
 		return err
 	}
 	if len(rest) == 0 {
@@ -111,11 +117,11 @@ func runQuery(ctx context.Context, args []string) error {
 
 	opts, err := clickhouse.ParseDSN(dsn)
 	if err != nil {
-		return fmt.Errorf("clickhouse DSN: %w", err)
+		return fmt.Errorf("WAKEPUSH_CLICKHOUSE_DSN: %w", redact.Error(err)) // url.Parse quotes the DSN
 	}
 	conn, err := clickhouse.Open(opts)
 	if err != nil {
-		return fmt.Errorf("clickhouse: %w", err)
+		return fmt.Errorf("clickhouse: %w", redact.Error(err, opts.Auth.Password))
 	}
 	defer conn.Close()
 	rows, err := conn.Query(clickhouse.Context(ctx, clickhouse.WithParameters(params)), text)

@@ -1,15 +1,16 @@
-// Package admin serves a service's operational endpoints: /livez, /readyz, /metrics and
-// /debug/pprof/.
+// Package admin serves a service's operational endpoints: /livez, /readyz and /metrics on the
+// admin address, and, only when explicitly enabled, the runtime profiles (/debug/pprof/) on a
+// separate address (Profiler).
 package admin
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/pprof"
 	"sync"
 	"time"
 )
@@ -47,12 +48,7 @@ func New(addr string, metricsHandler http.Handler) (*Server, error) {
 	if metricsHandler != nil {
 		mux.Handle("GET /metrics", metricsHandler)
 	}
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ErrorLog: errorLog()}
 	return s, nil
 }
 
@@ -98,6 +94,10 @@ func (s *Server) Serve(log *slog.Logger) {
 		log.Error("admin server stopped", "err", err)
 	}
 }
+
+// errorLog sends net/http's own messages through the default slog logger (and so through the
+// service's privacy guard) instead of the log package's stderr.
+func errorLog() *log.Logger { return slog.NewLogLogger(slog.Default().Handler(), slog.LevelWarn) }
 
 // Shutdown stops the server, waiting for in-flight requests until ctx ends.
 func (s *Server) Shutdown(ctx context.Context) error {

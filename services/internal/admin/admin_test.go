@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 )
@@ -56,5 +57,63 @@ func TestEndpoints(t *testing.T) {
 	}
 	if code, body := get(t, base+"/metrics"); code != 200 || body != "metric 1\n" {
 		t.Errorf("/metrics = %d %q", code, body)
+	}
+}
+
+// The admin address serves no profile: profiling is a separate, explicit listener.
+func TestAdminServesNoProfiles(t *testing.T) {
+	s, err := New("127.0.0.1:0", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve(slog.Default())
+	t.Cleanup(func() { s.Shutdown(context.Background()) })
+	for _, path := range []string{"/debug/pprof/", "/debug/pprof/cmdline", "/debug/pprof/heap", "/debug/pprof/profile?seconds=1", "/debug/pprof/symbol", "/debug/pprof/trace"} {
+		if code, _ := get(t, "http://"+s.Addr()+path); code != http.StatusNotFound {
+			t.Errorf("admin %s = %d, want 404", path, code)
+		}
+	}
+}
+
+func TestProfiler(t *testing.T) {
+	p, err := NewProfiler("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go p.Serve(slog.Default())
+	t.Cleanup(func() { p.Shutdown(context.Background()) })
+	base := "http://" + p.Addr()
+	tests := []struct {
+		path     string
+		wantCode int
+		wantBody string
+	}{
+		{"/debug/pprof/", 200, "goroutine"},
+		{"/debug/pprof/heap?debug=1", 200, "heap profile"},
+		{"/debug/pprof/allocs?debug=1", 200, "heap profile"},
+		{"/debug/pprof/goroutine?debug=1", 200, "goroutine profile"},
+		{"/debug/pprof/profile?seconds=1", 200, ""},
+		{"/debug/pprof/cmdline", 404, ""},
+		{"/livez", 404, ""},
+	}
+	for _, tt := range tests {
+		code, body := get(t, base+tt.path)
+		if code != tt.wantCode || !strings.Contains(body, tt.wantBody) {
+			t.Errorf("%s = %d %.80q, want %d containing %q", tt.path, code, body, tt.wantCode, tt.wantBody)
+		}
+		if strings.Contains(body, os.Args[0]) {
+			t.Errorf("%s shows the command line", tt.path)
+		}
+	}
+}
+
+func TestLoopback(t *testing.T) {
+	for addr, want := range map[string]bool{
+		"127.0.0.1:6060": true, "[::1]:6060": true, "localhost:6060": true,
+		":6060": false, "0.0.0.0:6060": false, "10.0.0.5:6060": false, "nonsense": false,
+	} {
+		if got := Loopback(addr); got != want {
+			t.Errorf("Loopback(%q) = %v, want %v", addr, got, want)
+		}
 	}
 }

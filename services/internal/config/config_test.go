@@ -1,8 +1,11 @@
 package config
 
 import (
+	"bytes"
 	"errors"
 	"flag"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -68,12 +71,123 @@ type settings struct {
 	d    time.Duration
 }
 
+// -h lists every setting with its built-in default and every secret with where it comes from,
+// and never a value from the environment or a secret file.
 func TestHelp(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "pw")
+	if err := os.WriteFile(file, []byte("FILESECRETVALUE\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("T_ADDR", "ENVADDRVALUE:1")
+	t.Setenv("T_LIST", "ENVLISTVALUE")
+	t.Setenv("T_PW", "ENVSECRETVALUE")
+	t.Setenv("T_DSN_FILE", file)
 	s := New("test")
-	var x string
-	s.String(&x, "x", "T_X", "", "")
+	var addr, pw, dsn string
+	var list []string
+	s.String(&addr, "addr", "T_ADDR", "127.0.0.1:1", "listen address")
+	s.Strings(&list, "list", "T_LIST", "a,b", "a list")
+	s.Secret(&pw, "T_PW", "", "the password")
+	s.Secret(&dsn, "T_DSN", "db://127.0.0.1/x", "the DSN")
+	var out bytes.Buffer
+	s.fs.SetOutput(&out)
 	if err := s.Parse([]string{"-h"}); !errors.Is(err, flag.ErrHelp) {
 		t.Fatalf("-h: %v, want flag.ErrHelp", err)
+	}
+	help := out.String()
+	for _, leak := range []string{"ENVADDRVALUE", "ENVLISTVALUE", "ENVSECRETVALUE", "FILESECRETVALUE"} {
+		if strings.Contains(help, leak) {
+			t.Errorf("-h shows %s:\n%s", leak, help)
+		}
+	}
+	for _, want := range []string{`(default "127.0.0.1:1")`, `(default "a,b")`, "T_PW\n", "the password (secret: set via T_PW or T_PW_FILE)",
+		`the DSN (secret: set via T_DSN or T_DSN_FILE) (default "db://127.0.0.1/x")`} {
+		if !strings.Contains(help, want) {
+			t.Errorf("-h lacks %q:\n%s", want, help)
+		}
+	}
+	if strings.Contains(help, "-pw") || strings.Contains(help, "-dsn") {
+		t.Errorf("a secret has a flag:\n%s", help)
+	}
+	// The environment still applies.
+	if addr != "ENVADDRVALUE:1" || pw != "ENVSECRETVALUE" || dsn != "FILESECRETVALUE" || !slices.Equal(list, []string{"ENVLISTVALUE"}) {
+		t.Errorf("values: addr=%q pw=%q dsn=%q list=%q", addr, pw, dsn, list)
+	}
+}
+
+func TestSecret(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	tests := []struct {
+		name    string
+		env     map[string]string
+		args    []string
+		want    string
+		wantErr string
+	}{
+		{name: "default", want: "builtin"},
+		{name: "environment", env: map[string]string{"T_S": "from-env"}, want: "from-env"},
+		{name: "file, one trailing newline removed", env: map[string]string{"T_S_FILE": write("s1", "from-file \n")}, want: "from-file "},
+		{name: "file with CRLF", env: map[string]string{"T_S_FILE": write("s2", "crlf\r\n")}, want: "crlf"},
+		{name: "both", env: map[string]string{"T_S": "SECRETVALUE", "T_S_FILE": write("s3", "SECRETVALUE")}, wantErr: "set T_S or T_S_FILE, not both"},
+		{name: "missing file", env: map[string]string{"T_S_FILE": filepath.Join(dir, "nope")}, wantErr: "T_S_FILE: open"},
+		{name: "no flag", args: []string{"-s=SECRETVALUE"}, wantErr: "flag provided but not defined: -s"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv("T_S", tt.env["T_S"])
+			t.Setenv("T_S_FILE", tt.env["T_S_FILE"])
+			var got string
+			s := New("test")
+			s.fs.SetOutput(&bytes.Buffer{})
+			s.Secret(&got, "T_S", "builtin", "a secret")
+			err := s.Parse(tt.args)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("error %v, want %q", err, tt.wantErr)
+				}
+				if strings.Contains(err.Error(), "SECRETVALUE") {
+					t.Errorf("error shows the secret: %v", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != tt.want {
+				t.Errorf("got %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestSecretValues(t *testing.T) {
+	t.Setenv("T_ONE", "password1")
+	t.Setenv("T_LIST", "push.a.org=compsecret1, push.b.org=compsecret2")
+	t.Setenv("T_UNSET", "")
+	s := New("test")
+	var one, list, unset string
+	s.Secret(&one, "T_ONE", "", "")
+	s.Secret(&list, "T_LIST", "", "")
+	s.Secret(&unset, "T_UNSET", "default-is-not-secret", "")
+	if err := s.Parse(nil); err != nil {
+		t.Fatal(err)
+	}
+	got := s.SecretValues()
+	for _, want := range []string{"password1", "compsecret1", "compsecret2", "push.a.org=compsecret1"} {
+		if !slices.Contains(got, want) {
+			t.Errorf("SecretValues() = %q lacks %q", got, want)
+		}
+	}
+	if slices.Contains(got, "default-is-not-secret") {
+		t.Errorf("SecretValues() = %q has a built-in default", got)
 	}
 }
 

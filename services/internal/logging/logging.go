@@ -1,5 +1,6 @@
 // Package logging builds the slog logger every service uses: JSON (or text for humans) on
-// stderr, with the trace and span ids of the context attached to each record.
+// stderr, with the trace and span ids of the context attached to each record, and every record
+// passed through a privacy guard (see Guard) whatever its level.
 package logging
 
 import (
@@ -13,8 +14,8 @@ import (
 )
 
 // New returns a logger writing to w in format "json" or "text" at level "debug", "info",
-// "warn" or "error".
-func New(w io.Writer, format, level, service string) (*slog.Logger, error) {
+// "warn" or "error", through Guard with secrets (the service's configured secret values).
+func New(w io.Writer, format, level, service string, secrets ...string) (*slog.Logger, error) {
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("log level %q: want debug, info, warn or error", level)
@@ -29,7 +30,7 @@ func New(w io.Writer, format, level, service string) (*slog.Logger, error) {
 	default:
 		return nil, fmt.Errorf("log format %q: want json or text", format)
 	}
-	return slog.New(traceHandler{h}).With("service", service), nil
+	return slog.New(traceHandler{Guard(h, secrets...)}).With("service", service), nil
 }
 
 // traceHandler adds trace_id and span_id from the record's context.

@@ -1,5 +1,6 @@
 // Package service is what every wakepush binary shares around its own work: signal handling,
-// the logger, OpenTelemetry, and the admin server (/livez, /readyz, /metrics).
+// the logger, OpenTelemetry, the admin server (/livez, /readyz, /metrics) and, only when
+// WAKEPUSH_PPROF_ADDR is set, the profiler on its own address.
 package service
 
 import (
@@ -9,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -33,15 +35,24 @@ func Main(name string, run func(ctx context.Context, args []string) error) {
 
 // Flags are the settings every service has.
 type Flags struct {
-	AdminAddr    string
+	AdminAddr string
+	// PprofAddr is where /debug/pprof/ is served; empty (the default) turns profiling off.
+	PprofAddr    string
 	LogFormat    string
 	LogLevel     string
 	DrainTimeout time.Duration
+
+	// set is where the service's settings were registered: Start takes the secrets' values
+	// from it so that the logger redacts them.
+	set *config.Set
 }
 
 // Register adds the common settings to s; defaultAdmin is the service's default admin address.
 func (f *Flags) Register(s *config.Set, defaultAdmin string) {
-	s.String(&f.AdminAddr, "admin-addr", "WAKEPUSH_ADMIN_ADDR", defaultAdmin, "address of /livez, /readyz, /metrics and /debug/pprof")
+	f.set = s
+	s.String(&f.AdminAddr, "admin-addr", "WAKEPUSH_ADMIN_ADDR", defaultAdmin, "address of /livez, /readyz and /metrics")
+	s.String(&f.PprofAddr, "pprof-addr", "WAKEPUSH_PPROF_ADDR", "",
+		"address of the runtime profiles (/debug/pprof/, without cmdline); empty: profiling off. Use a loopback address (127.0.0.1:6060), never one that is exposed")
 	s.String(&f.LogFormat, "log-format", "WAKEPUSH_LOG_FORMAT", "json", "log format: json or text")
 	s.String(&f.LogLevel, "log-level", "WAKEPUSH_LOG_LEVEL", "info", "log level: debug, info, warn or error")
 	s.Duration(&f.DrainTimeout, "drain-timeout", "WAKEPUSH_DRAIN_TIMEOUT", 20*time.Second, "how long shutdown may take to drain in-flight work")
@@ -50,6 +61,7 @@ func (f *Flags) Register(s *config.Set, defaultAdmin string) {
 // Validate checks the common settings.
 func (f *Flags) Validate(chk *config.Check) {
 	chk.Require(f.AdminAddr != "", "WAKEPUSH_ADMIN_ADDR is required")
+	chk.Require(f.PprofAddr == "" || f.PprofAddr != f.AdminAddr || strings.HasSuffix(f.AdminAddr, ":0"), "WAKEPUSH_PPROF_ADDR must differ from WAKEPUSH_ADMIN_ADDR (profiles are never served with the admin endpoints)")
 	chk.Require(f.DrainTimeout > 0, "WAKEPUSH_DRAIN_TIMEOUT must be > 0")
 }
 
@@ -59,12 +71,19 @@ type Base struct {
 	Log       *slog.Logger
 	Admin     *admin.Server
 	Telemetry *telemetry.Providers
-	flags     Flags
+	// Profiler serves /debug/pprof/; nil when WAKEPUSH_PPROF_ADDR is empty.
+	Profiler *admin.Profiler
+	flags    Flags
 }
 
-// Start builds the logger and telemetry and starts serving the admin endpoints (not ready yet).
+// Start builds the logger and telemetry and starts serving the admin endpoints (not ready yet)
+// and, when enabled, the profiler.
 func Start(ctx context.Context, name string, f Flags) (*Base, error) {
-	log, err := logging.New(os.Stderr, f.LogFormat, f.LogLevel, name)
+	var secrets []string
+	if f.set != nil {
+		secrets = f.set.SecretValues()
+	}
+	log, err := logging.New(os.Stderr, f.LogFormat, f.LogLevel, name, secrets...)
 	if err != nil {
 		return nil, err
 	}
@@ -78,8 +97,27 @@ func Start(ctx context.Context, name string, f Flags) (*Base, error) {
 		return nil, err
 	}
 	go adm.Serve(log)
-	log.Info("starting", "version", Version, "admin", adm.Addr())
-	return &Base{Name: name, Log: log, Admin: adm, Telemetry: tel, flags: f}, nil
+	b := &Base{Name: name, Log: log, Admin: adm, Telemetry: tel, flags: f}
+	if f.PprofAddr != "" {
+		if b.Profiler, err = admin.NewProfiler(f.PprofAddr); err != nil {
+			_ = adm.Shutdown(ctx)
+			_ = tel.Shutdown(ctx)
+			return nil, err
+		}
+		go b.Profiler.Serve(log)
+		if !admin.Loopback(b.Profiler.Addr()) {
+			log.Warn("profiling is served on a non-loopback address: anyone who reaches it can read profiles", "pprof", b.Profiler.Addr())
+		}
+	}
+	log.Info("starting", "version", Version, "admin", adm.Addr(), "pprof", profilerAddr(b.Profiler))
+	return b, nil
+}
+
+func profilerAddr(p *admin.Profiler) string {
+	if p == nil {
+		return "off"
+	}
+	return p.Addr()
 }
 
 // DrainContext returns a fresh context bounded by the drain timeout, for shutdown work that must
@@ -97,6 +135,11 @@ func (b *Base) Close() {
 	}
 	if err := b.Admin.Shutdown(ctx); err != nil {
 		b.Log.Warn("admin shutdown", "err", err)
+	}
+	if b.Profiler != nil {
+		if err := b.Profiler.Shutdown(ctx); err != nil {
+			b.Log.Warn("pprof shutdown", "err", err)
+		}
 	}
 	b.Log.Info("stopped")
 }

@@ -29,6 +29,7 @@ import (
 	wakepushv1 "github.com/wakepush/wakepush/schemas/gen/wakepushv1"
 	"github.com/wakepush/wakepush/services/internal/apps"
 	"github.com/wakepush/wakepush/services/internal/config"
+	"github.com/wakepush/wakepush/services/internal/redact"
 	"github.com/wakepush/wakepush/services/sender/internal/provider"
 )
 
@@ -278,7 +279,7 @@ func (p *Pool) Send(ctx context.Context, t provider.Target, w *wakepushv1.Wake) 
 	now := p.opts.Now()
 	n, err := Notification(t.App, t.Token, w, p.opts.Expiry, now)
 	if err != nil {
-		return provider.Result{Action: provider.Drop, Reason: "payload", Err: err}
+		return provider.Result{Action: provider.Drop, Reason: "payload", Err: redact.Error(err, t.Token)}
 	}
 	rctx, cancel := context.WithTimeout(ctx, p.opts.Timeout)
 	defer cancel()
@@ -286,7 +287,8 @@ func (p *Pool) Send(ctx context.Context, t provider.Target, w *wakepushv1.Wake) 
 	resp, err := c.pick().PushWithContext(rctx, n)
 	res := provider.Result{Latency: time.Since(start), MessageID: n.ApnsID}
 	if err != nil {
-		res.Action, res.Reason, res.Err = provider.Retry, ClassifyError(ctx, err), err
+		// The error of an HTTP request names its URL, which ends in the device token.
+		res.Action, res.Reason, res.Err = provider.Retry, ClassifyError(ctx, err), redact.Error(err, t.Token)
 		return res
 	}
 	res.StatusCode, res.Reason = resp.StatusCode, resp.Reason

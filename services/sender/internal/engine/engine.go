@@ -375,6 +375,7 @@ func (e *Engine) deliver(j *job) bool {
 	prov := e.providers[j.app.ProtoPlatform()]
 	gateKey := j.app.ID + "/" + environmentName(j.dev.Environment)
 	failures := 0
+	switchedEnvironment := false
 	for attempt := uint32(1); ; attempt++ {
 		if !e.waitDevice(j) {
 			return false
@@ -398,7 +399,21 @@ func (e *Engine) deliver(j *job) bool {
 			return e.record(j, e.delivery(j, wakepushv1.DeliveryOutcome_DELIVERY_OUTCOME_ACCEPTED, attempt, res))
 
 		case provider.Permanent:
-			return e.unregister(j, attempt, res)
+			if !e.unregister(j, attempt, res) {
+				return false
+			}
+			// The device may still be active in the other environment (a registration of the
+			// token as sandbox and another as production: only the one the provider refused
+			// ends). Then this wake goes there, once.
+			dev, ok := e.reg.Get(j.target.DeviceID)
+			if switchedEnvironment || !ok || !dev.Active() || dev.Token != j.target.Token || sameEnvironment(dev.Environment, j.target.Environment) {
+				return true
+			}
+			switchedEnvironment = true
+			j.dev, j.target.Environment = dev, dev.Environment
+			gateKey = j.app.ID + "/" + environmentName(dev.Environment)
+			e.log.InfoContext(j.ctx, "token dead in one environment, device active in the other: sending there", "app", j.app.ID,
+				"environment", environmentName(dev.Environment))
 
 		case provider.Drop:
 			e.log.WarnContext(j.ctx, "provider rejected the wake for good", "app", j.app.ID, "status", res.StatusCode, "reason", res.Reason)
@@ -471,29 +486,45 @@ func (e *Engine) backoff(n int) time.Duration {
 	return d/2 + rand.N(d/2+1)
 }
 
-// unregister handles a dead token: the device is unregistered unless its registration is at
-// least as new as the provider's "invalid since" (it registered again meanwhile).
+// unregister handles a dead token: every registration of the device in the environment the
+// push went to is unregistered, unless it is at least as new as the provider's "invalid since"
+// (registered or renewed meanwhile). Only a provider's answer ends registrations this way;
+// clients end only their own.
 func (e *Engine) unregister(j *job, attempt uint32, res provider.Result) bool {
 	del := e.delivery(j, wakepushv1.DeliveryOutcome_DELIVERY_OUTCOME_PERMANENT, attempt, res)
 	// Read every registration written until now first: a re-registration may be on its way.
 	if !e.catchUp(j, j.ctx) {
 		return false
 	}
+	reason := j.app.Platform + ":" + res.Reason
 	dev, ok := e.reg.Get(j.target.DeviceID)
-	if !ok || !dev.Active() || dev.Token != j.target.Token || !dev.RegisteredBefore(res.InvalidAt) {
-		e.log.InfoContext(j.ctx, "token declared dead, but the device's registration changed since: keeping it",
+	var regs []*wakepushv1.Registration
+	if ok && dev.Active() && dev.Token == j.target.Token {
+		regs = registry.Unregistrations(j.target.DeviceID, dev, j.target.Environment, reason, res.InvalidAt, e.now())
+	}
+	if len(regs) == 0 {
+		e.log.InfoContext(j.ctx, "token declared dead, but the device's registrations changed since: keeping them",
 			"app", j.app.ID, "reason", res.Reason, "invalid_at", res.InvalidAt)
 		return e.record(j, del)
 	}
-	reason := j.app.Platform + ":" + res.Reason
-	reg := registry.Unregistration(j.target.DeviceID, dev, reason, res.InvalidAt, e.now())
-	if !e.record(j, del, kafkax.Record{Ctx: j.ctx, Topic: topics.Registrations, Key: j.target.DeviceID, Msg: reg}) {
+	recs := []kafkax.Record{del}
+	for _, r := range regs {
+		recs = append(recs, kafkax.Record{Ctx: j.ctx, Topic: topics.Registrations, Key: records.RegistrationKey(r.GetDeviceId(), r.GetRegistrationId()), Msg: r})
+	}
+	if !e.record(j, recs...) {
 		return false
 	}
-	e.reg.Apply(reg)
+	for _, r := range regs {
+		e.reg.Apply(r)
+	}
 	e.metrics.unregistered.Add(j.ctx, 1, metric.WithAttributes(attribute.String("app", j.app.ID), attribute.String("reason", reason)))
-	e.log.InfoContext(j.ctx, "device unregistered: token declared dead", "app", j.app.ID, "reason", reason)
+	e.log.InfoContext(j.ctx, "device unregistered: token declared dead", "app", j.app.ID, "reason", reason, "registrations", len(regs))
 	return true
+}
+
+// sameEnvironment treats UNSPECIFIED as production (as the providers do).
+func sameEnvironment(a, b wakepushv1.Environment) bool {
+	return (a == wakepushv1.Environment_ENVIRONMENT_SANDBOX) == (b == wakepushv1.Environment_ENVIRONMENT_SANDBOX)
 }
 
 // drop records that the wake was not sent.

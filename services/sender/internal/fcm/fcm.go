@@ -37,6 +37,7 @@ import (
 	wakepushv1 "github.com/wakepush/wakepush/schemas/gen/wakepushv1"
 	"github.com/wakepush/wakepush/services/internal/apps"
 	"github.com/wakepush/wakepush/services/internal/config"
+	"github.com/wakepush/wakepush/services/internal/redact"
 	"github.com/wakepush/wakepush/services/sender/internal/provider"
 )
 
@@ -289,13 +290,15 @@ func (p *Pool) Send(ctx context.Context, t provider.Target, w *wakepushv1.Wake) 
 	}
 	body, err := json.Marshal(Build(t.Token, t.DeviceID, w, p.opts))
 	if err != nil {
-		return provider.Result{Action: provider.Drop, Reason: "payload", Err: err}
+		return provider.Result{Action: provider.Drop, Reason: "payload", Err: redact.Error(err, t.Token)}
 	}
 	rctx, cancel := context.WithTimeout(ctx, p.opts.Timeout)
 	defer cancel()
 	start := time.Now()
 	res := c.send(ctx, rctx, body, p.opts.Now)
 	res.Latency = time.Since(start)
+	// FCM's error messages may quote the request (INVALID_ARGUMENT names the offending value).
+	res.Err = redact.Error(res.Err, t.Token)
 	return res
 }
 

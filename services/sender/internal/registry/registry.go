@@ -1,5 +1,5 @@
-// Package registry is the sender's in-memory registration table: device_id -> the latest
-// Registration, rebuilt at start from the compacted push.registrations topic (every partition,
+// Package registry is the sender's in-memory registration table: device_id -> the device's token
+// and the latest state of each of its registrations, rebuilt at start from the compacted push.registrations topic (every partition,
 // no consumer group, from the first offset) and kept current by following it.
 //
 // Every sender instance holds the whole table, not only its partitions' devices: kafka-go's
@@ -10,6 +10,7 @@ package registry
 
 import (
 	"context"
+	"encoding/hex"
 	"log/slog"
 	"sync"
 	"time"
@@ -24,16 +25,54 @@ import (
 	"github.com/wakepush/wakepush/services/internal/tail"
 )
 
-// Device is what the sender keeps of a device's latest registration.
+// Device is what the sender keeps of a device: its token and its registrations (one per HTTP API
+// registration, ad-hoc account and token-node environment, or the one v1 registration of a
+// device registered before registration ids). The device gets wakes while any registration is
+// ACTIVE; its Environment is production when any active registration says so, else sandbox.
 type Device struct {
-	App          string
-	Platform     wakepushv1.Platform
-	Environment  wakepushv1.Environment
-	Token        string
-	State        wakepushv1.RegistrationState
+	App         string
+	Platform    wakepushv1.Platform
+	Environment wakepushv1.Environment
+	Token       string
+	// State is ACTIVE when any registration is, else UNREGISTERED.
+	State wakepushv1.RegistrationState
+	// RegisteredAt and UpdatedAt are the latest of the registrations'.
 	RegisteredAt time.Time
-	// UpdatedAt is the created_at of the latest registration record.
-	UpdatedAt time.Time
+	UpdatedAt    time.Time
+	// Registrations is never changed in place (Apply builds a new slice), so a copy of a Device
+	// can be read without the table's lock.
+	Registrations []Registration
+}
+
+// Registration is one registration of a device (16 bytes of id and a few words: a device of a
+// few registrations costs little more than one).
+type Registration struct {
+	id          [16]byte
+	hasID       bool // false: the device's v1 registration (Kafka key = device id)
+	Environment wakepushv1.Environment
+	State       wakepushv1.RegistrationState
+	// Unix nanoseconds: registered_at and the created_at of the latest record.
+	registeredAt, updatedAt int64
+}
+
+// ID is the registration id ("" for the device's v1 registration).
+func (r Registration) ID() string {
+	if !r.hasID {
+		return ""
+	}
+	return hex.EncodeToString(r.id[:])
+}
+
+// Active reports whether the registration is ACTIVE.
+func (r Registration) Active() bool {
+	return r.State == wakepushv1.RegistrationState_REGISTRATION_STATE_ACTIVE
+}
+
+// RegisteredBefore reports whether the registration's latest record is older than t (the
+// provider's "token invalid since"). A registration renewed at or after t is kept.
+func (r Registration) RegisteredBefore(t time.Time) bool {
+	n := t.UnixNano()
+	return r.updatedAt < n && r.registeredAt < n
 }
 
 // Active reports whether pushes may go to the device.
@@ -41,11 +80,33 @@ func (d Device) Active() bool {
 	return d.State == wakepushv1.RegistrationState_REGISTRATION_STATE_ACTIVE
 }
 
-// RegisteredBefore reports whether the device's latest registration is older than t (the
-// provider's "token invalid since"). A device that registered again at or after t keeps its
-// registration.
+// RegisteredBefore reports whether every active registration of the device is older than t.
 func (d Device) RegisteredBefore(t time.Time) bool {
-	return d.UpdatedAt.Before(t) && d.RegisteredAt.Before(t)
+	for _, r := range d.Registrations {
+		if r.Active() && !r.RegisteredBefore(t) {
+			return false
+		}
+	}
+	return true
+}
+
+// sameEnvironment treats UNSPECIFIED as production (what the providers do).
+func sameEnvironment(a, b wakepushv1.Environment) bool {
+	return (a == wakepushv1.Environment_ENVIRONMENT_SANDBOX) == (b == wakepushv1.Environment_ENVIRONMENT_SANDBOX)
+}
+
+// parseRegistrationID decodes a registration id ("" → the v1 registration); false for garbage.
+func parseRegistrationID(id string) (out [16]byte, hasID, ok bool) {
+	if id == "" {
+		return out, false, true
+	}
+	if len(id) != 32 {
+		return out, false, false
+	}
+	if _, err := hex.Decode(out[:], []byte(id)); err != nil {
+		return out, false, false
+	}
+	return out, true, true
 }
 
 // Table is the registration table.
@@ -55,6 +116,7 @@ type Table struct {
 
 	mu      sync.RWMutex
 	devices map[string]Device
+	peak    int // most devices since the map was last rebuilt
 }
 
 // New returns a table following cfg's registrations topic; Run fills it.
@@ -78,10 +140,8 @@ func (t *Table) WaitCaughtUp(ctx context.Context) error { return t.tail.WaitCaug
 
 func (t *Table) handle(msg *kafka.Message) {
 	key := string(msg.Key)
-	if msg.Value == nil { // a tombstone: compaction will forget the device
-		t.mu.Lock()
-		delete(t.devices, key)
-		t.mu.Unlock()
+	if msg.Value == nil { // a tombstone: compaction forgets the registration
+		t.forget(records.SplitRegistrationKey(key))
 		return
 	}
 	m, err := records.Decode(kafkax.Header(msg, records.HeaderSchema), msg.Value)
@@ -91,29 +151,137 @@ func (t *Table) handle(msg *kafka.Message) {
 		return
 	}
 	if reg.GetDeviceId() == "" {
-		reg.DeviceId = key
+		reg.DeviceId, reg.RegistrationId = records.SplitRegistrationKey(key)
 	}
 	t.Apply(reg)
 }
 
-// Apply sets a device's registration (what the topic will say once the record is read back;
-// the sender applies its own unregistrations right away so in-flight wakes see them).
-func (t *Table) Apply(reg *wakepushv1.Registration) {
-	d := Device{
-		App:          unique.Make(reg.GetApp()).Value(), // a few apps, millions of devices
-		Platform:     reg.GetPlatform(),
-		Environment:  reg.GetEnvironment(),
-		Token:        reg.GetToken(),
-		State:        reg.GetState(),
-		RegisteredAt: reg.GetRegisteredAt().AsTime(),
-		UpdatedAt:    reg.GetCreatedAt().AsTime(),
-	}
-	if reg.GetRegisteredAt() == nil {
-		d.RegisteredAt = d.UpdatedAt
+// forget removes a registration after its tombstone, and the device with its last one.
+func (t *Table) forget(deviceID, registrationID string) {
+	id, hasID, ok := parseRegistrationID(registrationID)
+	if !ok {
+		return
 	}
 	t.mu.Lock()
-	t.devices[reg.GetDeviceId()] = d
-	t.mu.Unlock()
+	defer t.mu.Unlock()
+	d, found := t.devices[deviceID]
+	if !found {
+		return
+	}
+	regs := make([]Registration, 0, len(d.Registrations))
+	for _, r := range d.Registrations {
+		if r.id != id || r.hasID != hasID {
+			regs = append(regs, r)
+		}
+	}
+	if len(regs) == 0 {
+		delete(t.devices, deviceID)
+		t.shrinkLocked()
+		return
+	}
+	d.Registrations = regs
+	t.devices[deviceID] = summarize(d)
+}
+
+// Apply sets a registration's state (what the topic will say once the record is read back;
+// the sender applies its own unregistrations right away so in-flight wakes see them).
+func (t *Table) Apply(reg *wakepushv1.Registration) {
+	id, hasID, ok := parseRegistrationID(reg.GetRegistrationId())
+	if !ok {
+		t.log.Warn("registration table: skipping a record with a malformed registration id", "device_id", reg.GetDeviceId())
+		return
+	}
+	r := Registration{
+		id: id, hasID: hasID,
+		Environment:  reg.GetEnvironment(),
+		State:        reg.GetState(),
+		registeredAt: reg.GetRegisteredAt().AsTime().UnixNano(),
+		updatedAt:    reg.GetCreatedAt().AsTime().UnixNano(),
+	}
+	if reg.GetRegisteredAt() == nil {
+		r.registeredAt = r.updatedAt
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	d := t.devices[reg.GetDeviceId()]
+	if d.App == "" || reg.GetApp() != "" {
+		d.App = unique.Make(reg.GetApp()).Value() // a few apps, millions of devices
+		d.Platform = reg.GetPlatform()
+	}
+	if reg.GetToken() != "" {
+		d.Token = reg.GetToken() // unregistrations from ingest carry no token
+	}
+	regs := make([]Registration, 0, len(d.Registrations)+1)
+	replaced := false
+	for _, old := range d.Registrations {
+		if old.id == id && old.hasID == hasID {
+			if reg.GetState() == wakepushv1.RegistrationState_REGISTRATION_STATE_UNREGISTERED {
+				// An unregistration record may lack the environment and registration time.
+				if reg.GetEnvironment() == wakepushv1.Environment_ENVIRONMENT_UNSPECIFIED {
+					r.Environment = old.Environment
+				}
+				if reg.GetRegisteredAt() == nil {
+					r.registeredAt = old.registeredAt
+				}
+			}
+			regs, replaced = append(regs, r), true
+			continue
+		}
+		regs = append(regs, old)
+	}
+	if !replaced {
+		regs = append(regs, r)
+	}
+	d.Registrations = regs
+	t.devices[reg.GetDeviceId()] = summarize(d)
+	t.peak = max(t.peak, len(t.devices))
+}
+
+// shrinkLocked rebuilds the map once it holds less than half of its peak: a Go map never gives
+// back the memory of deleted entries, and tombstones of expired unregistrations may remove a
+// large part of the table. Amortized, each deletion copies at most one entry.
+func (t *Table) shrinkLocked() {
+	if t.peak < 1024 || len(t.devices) > t.peak/2 {
+		return
+	}
+	m := make(map[string]Device, len(t.devices))
+	for k, v := range t.devices {
+		m[k] = v
+	}
+	t.devices, t.peak = m, len(m)
+}
+
+// summarize derives the device's State, Environment and times from its registrations. An
+// active device pushes to production when any active registration says production (a sandbox
+// registration of a production token, whoever made it, must not divert the device's wakes),
+// else to the sandbox; an inactive device keeps the environment of its latest record.
+func summarize(d Device) Device {
+	var registered, updated, latest, latestProd int64
+	active, production := false, false
+	var latestEnv, prodEnv wakepushv1.Environment
+	for _, r := range d.Registrations {
+		registered, updated = max(registered, r.registeredAt), max(updated, r.updatedAt)
+		if r.updatedAt >= latest {
+			latest, latestEnv = r.updatedAt, r.Environment
+		}
+		if !r.Active() {
+			continue
+		}
+		active = true
+		if r.Environment != wakepushv1.Environment_ENVIRONMENT_SANDBOX && (!production || r.updatedAt >= latestProd) {
+			production, latestProd, prodEnv = true, r.updatedAt, r.Environment
+		}
+	}
+	switch {
+	case production:
+		d.State, d.Environment = wakepushv1.RegistrationState_REGISTRATION_STATE_ACTIVE, prodEnv
+	case active:
+		d.State, d.Environment = wakepushv1.RegistrationState_REGISTRATION_STATE_ACTIVE, wakepushv1.Environment_ENVIRONMENT_SANDBOX
+	default:
+		d.State, d.Environment = wakepushv1.RegistrationState_REGISTRATION_STATE_UNREGISTERED, latestEnv
+	}
+	d.RegisteredAt, d.UpdatedAt = time.Unix(0, registered), time.Unix(0, updated)
+	return d
 }
 
 // Get returns a device's latest registration.
@@ -131,21 +299,32 @@ func (t *Table) Len() int {
 	return len(t.devices)
 }
 
-// Unregistration is the record that marks a device dead after a provider's answer: state
-// UNREGISTERED, reason "<provider>:<reason>", provider_invalid_at from the provider.
-func Unregistration(deviceID string, d Device, reason string, invalidAt, now time.Time) *wakepushv1.Registration {
-	return &wakepushv1.Registration{
-		Id:                records.NewID(),
-		CreatedAt:         records.Timestamp(now),
-		DeviceId:          deviceID,
-		App:               d.App,
-		Platform:          d.Platform,
-		Environment:       d.Environment,
-		Token:             d.Token,
-		State:             wakepushv1.RegistrationState_REGISTRATION_STATE_UNREGISTERED,
-		Source:            wakepushv1.RegistrationSource_REGISTRATION_SOURCE_SENDER,
-		Reason:            reason,
-		ProviderInvalidAt: records.Timestamp(invalidAt),
-		RegisteredAt:      records.Timestamp(d.RegisteredAt),
+// Unregistrations are the records that end a device's registrations after a provider's "this
+// token is dead" answer for a push to environment env: every ACTIVE registration in that
+// environment older than invalidAt (the provider's timestamp) gets state UNREGISTERED, source
+// SENDER, reason "<provider>:<reason>", provider_invalid_at. Registrations made or renewed at or
+// after invalidAt, and registrations in the other environment, stay.
+func Unregistrations(deviceID string, d Device, env wakepushv1.Environment, reason string, invalidAt, now time.Time) []*wakepushv1.Registration {
+	var out []*wakepushv1.Registration
+	for _, r := range d.Registrations {
+		if !r.Active() || !sameEnvironment(r.Environment, env) || !r.RegisteredBefore(invalidAt) {
+			continue
+		}
+		out = append(out, &wakepushv1.Registration{
+			Id:                records.NewID(),
+			CreatedAt:         records.Timestamp(now),
+			DeviceId:          deviceID,
+			RegistrationId:    r.ID(),
+			App:               d.App,
+			Platform:          d.Platform,
+			Environment:       r.Environment,
+			Token:             d.Token,
+			State:             wakepushv1.RegistrationState_REGISTRATION_STATE_UNREGISTERED,
+			Source:            wakepushv1.RegistrationSource_REGISTRATION_SOURCE_SENDER,
+			Reason:            reason,
+			ProviderInvalidAt: records.Timestamp(invalidAt),
+			RegisteredAt:      records.Timestamp(time.Unix(0, r.registeredAt)),
+		})
 	}
+	return out
 }
