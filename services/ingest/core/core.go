@@ -93,9 +93,11 @@ type Producer interface {
 	Produce(ctx context.Context, recs ...kafkax.Record) error
 }
 
-// Devices knows which devices are unregistered (package devices).
+// Devices knows which registrations are unregistered (package devices).
 type Devices interface {
-	Unregistered(deviceID string) bool
+	// Unregistered reports whether the registration (registrationID "" for a device's v1
+	// registration) is unregistered.
+	Unregistered(deviceID, registrationID string) bool
 	// Apply records a registration state this instance just wrote, so that its own answers
 	// reflect it before the registrations topic is read back.
 	Apply(reg *wakepushv1.Registration)
@@ -239,7 +241,7 @@ func (in *Ingester) Publish(ctx context.Context, ev Event) (id string, err error
 		return "", err
 	}
 	span.SetAttributes(attribute.String("wakepush.device_id", d.node.DeviceID), attribute.String("wakepush.app", d.app.ID))
-	if in.cfg.Devices.Unregistered(d.node.DeviceID) {
+	if in.cfg.Devices.Unregistered(d.node.DeviceID, d.node.RegistrationID) {
 		return "", fail(CodeGone, "the device is unregistered", nil)
 	}
 	now := in.cfg.Now()
@@ -266,7 +268,7 @@ func (in *Ingester) Publish(ctx context.Context, ev Event) (id string, err error
 
 // Registered is the answer to a registration.
 type Registered struct {
-	DeviceID, Node, Secret string
+	DeviceID, RegistrationID, Node, Secret string
 	// JID is the App Server JID to put in the XEP-0357 enable ("" when no component is configured).
 	JID string
 }
@@ -277,6 +279,13 @@ type RegisterRequest struct {
 	Token       string
 	Environment string // "production" (default) or "sandbox" (APNs only)
 	Source      wakepushv1.RegistrationSource
+	// Account, when set, is the bare JID registering (the ad-hoc commands): the account's
+	// registration of the device is written (the same one each time it registers the token).
+	Account string
+	// Node and Secret, when set, are a registration the client already holds (the HTTP API):
+	// when they verify and name the same app and device, that registration is written and
+	// returned again (renewed) instead of a new one.
+	Node, Secret string
 }
 
 // ParseEnvironment maps the API's environment names to the record enum.
@@ -293,9 +302,12 @@ func ParseEnvironment(platform, env string) (wakepushv1.Environment, error) {
 	return 0, fmt.Errorf(`environment %q: want "production" or "sandbox"`, env)
 }
 
-// Register writes an ACTIVE registration for the device of (app, token) and returns its node and
-// secret. Registering the same token again yields the same device id and node (with the current
-// key) and re-activates an unregistered device.
+// Register writes an ACTIVE registration of the device of (app, token) and returns its node and
+// secret. Each call makes a new registration with its own random registration id, node and
+// secret, except for an account (RegisterRequest.Account: that account's registration of the
+// device) and a renewal (RegisterRequest.Node and Secret: the caller's own registration). So
+// presenting a token never yields a node or secret that someone else was given, and
+// re-activates only a registration of the caller's own.
 func (in *Ingester) Register(ctx context.Context, req RegisterRequest) (reg Registered, err error) {
 	source := RegistrationSourceName(req.Source)
 	defer func() { in.metrics.Registration(ctx, source, "active", CodeOf(err)) }()
@@ -311,55 +323,95 @@ func (in *Ingester) Register(ctx context.Context, req RegisterRequest) (reg Regi
 	if err != nil {
 		return Registered{}, fail(CodeMalformed, strings.TrimPrefix(err.Error(), "identity: "), nil)
 	}
-	r := in.cfg.Keys.Register(app.ID, app.Platform, token)
+	deviceID := in.cfg.Keys.DeviceID(app.ID, app.Platform, token)
+	regID, err := in.registrationID(req, app.ID, deviceID)
+	if err != nil {
+		return Registered{}, err
+	}
+	r := in.cfg.Keys.RegistrationOf(deviceID, regID, app.ID)
 	now := records.Timestamp(in.cfg.Now())
 	rec := &wakepushv1.Registration{
-		Id:          records.NewID(),
-		CreatedAt:   now,
-		DeviceId:    r.DeviceID,
-		App:         app.ID,
-		Platform:    app.ProtoPlatform(),
-		Environment: env,
-		Token:       token,
-		State:       wakepushv1.RegistrationState_REGISTRATION_STATE_ACTIVE,
-		Source:      req.Source,
-		// Ingest keeps no per-device state, so it cannot know an earlier registration time: a
-		// re-registration restarts the clock.
+		Id:             records.NewID(),
+		CreatedAt:      now,
+		DeviceId:       r.DeviceID,
+		RegistrationId: r.RegistrationID,
+		App:            app.ID,
+		Platform:       app.ProtoPlatform(),
+		Environment:    env,
+		Token:          token,
+		State:          wakepushv1.RegistrationState_REGISTRATION_STATE_ACTIVE,
+		Source:         req.Source,
+		// Ingest keeps no per-registration state, so it cannot know an earlier registration
+		// time: a renewal restarts the clock.
 		RegisteredAt: now,
 	}
 	trace.SpanFromContext(ctx).SetAttributes(attribute.String("wakepush.device_id", r.DeviceID), attribute.String("wakepush.app", app.ID))
-	if err := in.produce(ctx, kafkax.Record{Topic: topics.Registrations, Key: r.DeviceID, Msg: rec}); err != nil {
+	if err := in.produce(ctx, kafkax.Record{Topic: topics.Registrations, Key: records.RegistrationKey(r.DeviceID, r.RegistrationID), Msg: rec}); err != nil {
 		return Registered{}, err
 	}
 	in.cfg.Devices.Apply(rec)
-	return Registered{DeviceID: r.DeviceID, Node: r.Node, Secret: r.Secret, JID: in.cfg.ComponentJID}, nil
+	return Registered{DeviceID: r.DeviceID, RegistrationID: r.RegistrationID, Node: r.Node, Secret: r.Secret, JID: in.cfg.ComponentJID}, nil
 }
 
-// Unregister writes an UNREGISTERED state for the device of node (whose secret must match) with
-// the given reason. It is idempotent. The record carries no token: ingest does not know it, and
-// the state supersedes the active record in the compacted topic.
+// registrationID picks the registration a Register request writes: the account's, the caller's
+// own (a verified node of the same app and device), or a new random one.
+func (in *Ingester) registrationID(req RegisterRequest, appID, deviceID string) (string, error) {
+	switch {
+	case req.Account != "":
+		return in.cfg.Keys.AccountRegistrationID(deviceID, req.Account), nil
+	case req.Node != "" || req.Secret != "":
+		d, err := in.verify(req.Node, req.Secret)
+		if err != nil {
+			return "", err
+		}
+		if d.node.App == appID && d.node.DeviceID == deviceID && d.node.RegistrationID != "" {
+			return d.node.RegistrationID, nil // the caller's own registration, renewed
+		}
+		// Another token (the app's token changed) or a v1 node: a new registration.
+	}
+	return identity.NewRegistrationID(), nil
+}
+
+// Unregister writes an UNREGISTERED state for the registration of node (whose secret must match)
+// with the given reason: only that registration ends; the device keeps its other registrations
+// (and their wakes). It is idempotent. The record carries no token: ingest does not know it, and
+// the state supersedes the registration's active record in the compacted topic.
 func (in *Ingester) Unregister(ctx context.Context, node, secret, reason string, source wakepushv1.RegistrationSource) (deviceID string, err error) {
 	defer func() { in.metrics.Registration(ctx, RegistrationSourceName(source), "unregistered", CodeOf(err)) }()
 	d, err := in.verify(node, secret)
 	if err != nil {
 		return "", err
 	}
-	rec := &wakepushv1.Registration{
-		Id:        records.NewID(),
-		CreatedAt: records.Timestamp(in.cfg.Now()),
-		DeviceId:  d.node.DeviceID,
-		App:       d.app.ID,
-		Platform:  d.app.ProtoPlatform(),
-		State:     wakepushv1.RegistrationState_REGISTRATION_STATE_UNREGISTERED,
-		Source:    source,
-		Reason:    reason,
+	if d.node.RegistrationID != "" && (d.node.RegistrationID == in.cfg.Keys.TokenNodeRegistrationID(d.node.DeviceID, "production") ||
+		d.node.RegistrationID == in.cfg.Keys.TokenNodeRegistrationID(d.node.DeviceID, "sandbox")) {
+		// Never handed out, so this cannot happen; but only the provider may end a token node.
+		return "", fail(CodeForbidden, "a token-node registration is unregistered only by the push provider", nil)
 	}
-	trace.SpanFromContext(ctx).SetAttributes(attribute.String("wakepush.device_id", d.node.DeviceID), attribute.String("wakepush.app", d.app.ID))
-	if err := in.produce(ctx, kafkax.Record{Topic: topics.Registrations, Key: d.node.DeviceID, Msg: rec}); err != nil {
+	if err := in.writeUnregistration(ctx, d.node.DeviceID, d.node.RegistrationID, d.app, reason, source); err != nil {
 		return "", err
 	}
-	in.cfg.Devices.Apply(rec)
 	return d.node.DeviceID, nil
+}
+
+// writeUnregistration writes (and applies) the UNREGISTERED record of one registration.
+func (in *Ingester) writeUnregistration(ctx context.Context, deviceID, regID string, app *apps.App, reason string, source wakepushv1.RegistrationSource) error {
+	rec := &wakepushv1.Registration{
+		Id:             records.NewID(),
+		CreatedAt:      records.Timestamp(in.cfg.Now()),
+		DeviceId:       deviceID,
+		RegistrationId: regID,
+		App:            app.ID,
+		Platform:       app.ProtoPlatform(),
+		State:          wakepushv1.RegistrationState_REGISTRATION_STATE_UNREGISTERED,
+		Source:         source,
+		Reason:         reason,
+	}
+	trace.SpanFromContext(ctx).SetAttributes(attribute.String("wakepush.device_id", deviceID), attribute.String("wakepush.app", app.ID))
+	if err := in.produce(ctx, kafkax.Record{Topic: topics.Registrations, Key: records.RegistrationKey(deviceID, regID), Msg: rec}); err != nil {
+		return err
+	}
+	in.cfg.Devices.Apply(rec)
+	return nil
 }
 
 // MaxWakeIDLen bounds a receipt's wake id.
@@ -418,10 +470,15 @@ func RegistrationSourceName(s wakepushv1.RegistrationSource) string {
 	return "unspecified"
 }
 
-// UnregisterToken is Unregister for conventions that identify the device by its provider token
-// (the ad-hoc commands) instead of node and secret.
-func (in *Ingester) UnregisterToken(ctx context.Context, appID, token, reason string, source wakepushv1.RegistrationSource) (deviceID string, err error) {
+// UnregisterAccount is Unregister for conventions that identify a registration by the account
+// (bare JID) that made it and the device's provider token (the ad-hoc commands) instead of node
+// and secret. It ends that account's registration of the device only: whoever else registered
+// the token (another account, an app over HTTP, a token node) keeps its registration.
+func (in *Ingester) UnregisterAccount(ctx context.Context, appID, token, account, reason string, source wakepushv1.RegistrationSource) (deviceID string, err error) {
 	defer func() { in.metrics.Registration(ctx, RegistrationSourceName(source), "unregistered", CodeOf(err)) }()
+	if account == "" {
+		return "", fail(CodeMalformed, "the account is required", nil)
+	}
 	app, ok := in.cfg.Apps.Get(appID)
 	if !ok {
 		return "", fail(CodeUnknownApp, fmt.Sprintf("app %q is not served here", appID), nil)
@@ -431,19 +488,8 @@ func (in *Ingester) UnregisterToken(ctx context.Context, appID, token, reason st
 		return "", fail(CodeMalformed, strings.TrimPrefix(err.Error(), "identity: "), nil)
 	}
 	id := in.cfg.Keys.DeviceID(app.ID, app.Platform, token)
-	rec := &wakepushv1.Registration{
-		Id:        records.NewID(),
-		CreatedAt: records.Timestamp(in.cfg.Now()),
-		DeviceId:  id,
-		App:       app.ID,
-		Platform:  app.ProtoPlatform(),
-		State:     wakepushv1.RegistrationState_REGISTRATION_STATE_UNREGISTERED,
-		Source:    source,
-		Reason:    reason,
-	}
-	if err := in.produce(ctx, kafkax.Record{Topic: topics.Registrations, Key: id, Msg: rec}); err != nil {
+	if err := in.writeUnregistration(ctx, id, in.cfg.Keys.AccountRegistrationID(id, account), app, reason, source); err != nil {
 		return "", err
 	}
-	in.cfg.Devices.Apply(rec)
 	return id, nil
 }

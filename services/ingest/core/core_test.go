@@ -53,15 +53,17 @@ func TestRegisterPublishUnregister(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if again.DeviceID != reg.DeviceID || again.Node != reg.Node || again.Secret != reg.Secret {
+	// The same device (the token in another case), but a registration of its own.
+	if again.DeviceID != reg.DeviceID || again.RegistrationID == reg.RegistrationID || again.Node == reg.Node || again.Secret == reg.Secret {
 		t.Fatalf("the same token (other case) registered as %+v, first %+v", again, reg)
 	}
 	recs := p.Records()
-	if len(recs) != 2 || recs[0].Topic != topics.Registrations || recs[0].Key != reg.DeviceID {
+	if len(recs) != 2 || recs[0].Topic != topics.Registrations || recs[0].Key != reg.DeviceID+"/"+reg.RegistrationID ||
+		recs[1].Key != again.DeviceID+"/"+again.RegistrationID {
 		t.Fatalf("records %+v", recs)
 	}
 	r := recs[0].Msg.(*wakepushv1.Registration)
-	if r.State != wakepushv1.RegistrationState_REGISTRATION_STATE_ACTIVE || r.Token != testenv.APNsToken ||
+	if r.State != wakepushv1.RegistrationState_REGISTRATION_STATE_ACTIVE || r.Token != testenv.APNsToken || r.RegistrationId != reg.RegistrationID ||
 		r.Environment != wakepushv1.Environment_ENVIRONMENT_SANDBOX || r.Platform != wakepushv1.Platform_PLATFORM_APNS ||
 		r.Id == "" || r.CreatedAt == nil || r.RegisteredAt == nil {
 		t.Fatalf("registration record %v", r)
@@ -92,22 +94,123 @@ func TestRegisterPublishUnregister(t *testing.T) {
 	if _, err := in.Unregister(ctx, reg.Node, reg.Secret, "client", wakepushv1.RegistrationSource_REGISTRATION_SOURCE_HTTP_API); err != nil {
 		t.Fatal(err)
 	}
-	if !devs.Unregistered(reg.DeviceID) {
-		t.Fatal("device not marked unregistered")
+	if !devs.Unregistered(reg.DeviceID, reg.RegistrationID) || devs.Unregistered(again.DeviceID, again.RegistrationID) {
+		t.Fatal("the registration is not marked unregistered, or the other one is")
 	}
-	u := p.Records()[3].Msg.(*wakepushv1.Registration)
-	if u.State != wakepushv1.RegistrationState_REGISTRATION_STATE_UNREGISTERED || u.Reason != "client" || u.Token != "" {
+	u := p.Records()[3]
+	if ur := u.Msg.(*wakepushv1.Registration); u.Key != reg.DeviceID+"/"+reg.RegistrationID || ur.State != wakepushv1.RegistrationState_REGISTRATION_STATE_UNREGISTERED ||
+		ur.Reason != "client" || ur.Token != "" || ur.RegistrationId != reg.RegistrationID {
 		t.Fatalf("unregistration %v", u)
 	}
 	if _, err := in.Publish(ctx, core.Event{Node: reg.Node, Secret: reg.Secret}); core.CodeOf(err) != core.CodeGone {
 		t.Fatalf("publish after unregister: %v", err)
 	}
-	// Registering again re-activates.
-	if _, err := in.Register(ctx, core.RegisterRequest{App: testenv.IOSApp, Token: testenv.APNsToken}); err != nil {
-		t.Fatal(err)
+	if _, err := in.Publish(ctx, core.Event{Node: again.Node, Secret: again.Secret}); err != nil {
+		t.Fatalf("publish to the device's other registration: %v", err)
+	}
+	// Registering the token again makes a new registration; the unregistered one stays so.
+	if fresh, err := in.Register(ctx, core.RegisterRequest{App: testenv.IOSApp, Token: testenv.APNsToken}); err != nil || fresh.Node == reg.Node {
+		t.Fatalf("re-registration: %+v, %v", fresh, err)
+	}
+	if _, err := in.Publish(ctx, core.Event{Node: reg.Node, Secret: reg.Secret}); core.CodeOf(err) != core.CodeGone {
+		t.Fatalf("publish to the unregistered registration after another registration: %v", err)
+	}
+	// Renewing it with its own node and secret re-activates it (same node and secret).
+	renewed, err := in.Register(ctx, core.RegisterRequest{App: testenv.IOSApp, Token: testenv.APNsToken, Environment: "sandbox", Node: reg.Node, Secret: reg.Secret})
+	if err != nil || renewed.Node != reg.Node || renewed.Secret != reg.Secret {
+		t.Fatalf("renewal: %+v, %v; want node %s", renewed, err, reg.Node)
 	}
 	if _, err := in.Publish(ctx, core.Event{Node: reg.Node, Secret: reg.Secret}); err != nil {
-		t.Fatalf("publish after re-registration: %v", err)
+		t.Fatalf("publish after renewal: %v", err)
+	}
+}
+
+// TestTokenIsNotEnough: the attacks of issue 12 on the core. A party that knows a victim's token
+// (every XMPP server that serves a token-node registration sees it) registers it too: it gets a
+// registration of its own, and neither that nor anything else it can do without the victim's
+// secret reads back, unregisters or silences the victim's registration.
+func TestTokenIsNotEnough(t *testing.T) {
+	p := &testenv.Producer{}
+	in, devs := newCore(t, p, nil)
+	ctx := context.Background()
+	register := func(req core.RegisterRequest) core.Registered {
+		t.Helper()
+		req.App, req.Token = testenv.IOSApp, testenv.APNsToken
+		r, err := in.Register(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	victim := register(core.RegisterRequest{Source: wakepushv1.RegistrationSource_REGISTRATION_SOURCE_HTTP_API})
+	victimAdhoc := register(core.RegisterRequest{Account: "victim@example.org", Source: wakepushv1.RegistrationSource_REGISTRATION_SOURCE_ADHOC})
+	attacker := register(core.RegisterRequest{Source: wakepushv1.RegistrationSource_REGISTRATION_SOURCE_HTTP_API})
+	attackerAdhoc := register(core.RegisterRequest{Account: "mallory@evil.example", Source: wakepushv1.RegistrationSource_REGISTRATION_SOURCE_ADHOC})
+	// Presenting the victim's node with a wrong secret to "renew" it is refused, not answered
+	// with the victim's secret.
+	if r, err := in.Register(ctx, core.RegisterRequest{App: testenv.IOSApp, Token: testenv.APNsToken, Node: victim.Node, Secret: attacker.Secret}); core.CodeOf(err) != core.CodeNotAuthorized {
+		t.Fatalf("renewing the victim's node with the attacker's secret: %+v, %v", r, err)
+	}
+	for _, a := range []core.Registered{attacker, attackerAdhoc} {
+		for _, v := range []core.Registered{victim, victimAdhoc} {
+			if a.DeviceID != v.DeviceID || a.Node == v.Node || a.Secret == v.Secret {
+				t.Fatalf("the attacker's registration %+v is not its own (victim %+v)", a, v)
+			}
+		}
+	}
+
+	attacks := []struct {
+		name string
+		do   func() error
+		want core.Code
+	}{
+		{"unregister the victim's node with the attacker's secret", func() error {
+			_, err := in.Unregister(ctx, victim.Node, attacker.Secret, "client", wakepushv1.RegistrationSource_REGISTRATION_SOURCE_HTTP_API)
+			return err
+		}, core.CodeNotAuthorized},
+		{"the attacker's node with the victim's registration id", func() error {
+			node := strings.Replace(attacker.Node, attacker.RegistrationID, victim.RegistrationID, 1)
+			_, err := in.Unregister(ctx, node, attacker.Secret, "client", wakepushv1.RegistrationSource_REGISTRATION_SOURCE_HTTP_API)
+			return err
+		}, core.CodeNotAuthorized},
+		{"unregister its own registration", func() error {
+			_, err := in.Unregister(ctx, attacker.Node, attacker.Secret, "client", wakepushv1.RegistrationSource_REGISTRATION_SOURCE_HTTP_API)
+			return err
+		}, core.CodeOK},
+		{"ad-hoc unregister of the token from another account", func() error {
+			_, err := in.UnregisterAccount(ctx, testenv.IOSApp, testenv.APNsToken, "mallory@evil.example", "client", wakepushv1.RegistrationSource_REGISTRATION_SOURCE_ADHOC)
+			return err
+		}, core.CodeOK},
+	}
+	for _, a := range attacks {
+		if err := a.do(); core.CodeOf(err) != a.want {
+			t.Fatalf("%s: %v, want %s", a.name, err, a.want)
+		}
+	}
+	// The attacker ended only its own registrations; the victim's keep getting publishes.
+	for _, v := range []core.Registered{victim, victimAdhoc} {
+		if devs.Unregistered(v.DeviceID, v.RegistrationID) {
+			t.Errorf("the victim's registration %s is unregistered", v.Node)
+		}
+		if _, err := in.Publish(ctx, core.Event{Node: v.Node, Secret: v.Secret}); err != nil {
+			t.Errorf("publish to the victim's registration %s: %v", v.Node, err)
+		}
+	}
+	for _, a := range []core.Registered{attacker, attackerAdhoc} {
+		if _, err := in.Publish(ctx, core.Event{Node: a.Node, Secret: a.Secret}); core.CodeOf(err) != core.CodeGone {
+			t.Errorf("publish to the attacker's unregistered registration %s: %v", a.Node, err)
+		}
+	}
+	// No unregistration record names a registration of the victim.
+	for _, r := range p.Records() {
+		if reg, ok := r.Msg.(*wakepushv1.Registration); ok && reg.State == wakepushv1.RegistrationState_REGISTRATION_STATE_UNREGISTERED &&
+			(reg.RegistrationId == victim.RegistrationID || reg.RegistrationId == victimAdhoc.RegistrationID) {
+			t.Errorf("an unregistration of the victim's registration was written: %v", reg)
+		}
+	}
+	// The victim's account registering again gets its own registration back, not a new one.
+	if again := register(core.RegisterRequest{Account: "victim@example.org"}); again.Node != victimAdhoc.Node || again.Secret != victimAdhoc.Secret {
+		t.Errorf("the account's second registration %+v differs from its first %+v", again, victimAdhoc)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -19,6 +20,7 @@ import (
 	"github.com/wakepush/wakepush/schemas/records"
 	"github.com/wakepush/wakepush/schemas/topics"
 	"github.com/wakepush/wakepush/services/ingest/identity"
+	"github.com/wakepush/wakepush/services/ingest/ratelimit"
 	"github.com/wakepush/wakepush/services/internal/kafkax"
 )
 
@@ -72,45 +74,10 @@ func ParsePushModules(s string) (map[string]PushModule, error) {
 }
 
 // Rate is a token-bucket limit: PerSecond sustained, Burst at once. A zero Rate is unlimited.
-type Rate struct {
-	PerSecond float64
-	Burst     int
-}
+type Rate = ratelimit.Rate
 
 // ParseRate parses "N/s[:burst]" (also /m, /h); "" or "0" means unlimited.
-func ParseRate(s string) (Rate, error) {
-	s = strings.TrimSpace(s)
-	if s == "" || s == "0" {
-		return Rate{}, nil
-	}
-	spec, burst, hasBurst := strings.Cut(s, ":")
-	num, unit, ok := strings.Cut(spec, "/")
-	if !ok {
-		return Rate{}, fmt.Errorf("rate %q: want N/s, N/m or N/h, optionally :burst", s)
-	}
-	n, err := strconv.ParseFloat(num, 64)
-	if err != nil || n <= 0 {
-		return Rate{}, fmt.Errorf("rate %q: %q is not a positive number", s, num)
-	}
-	switch unit {
-	case "s":
-	case "m":
-		n /= 60
-	case "h":
-		n /= 3600
-	default:
-		return Rate{}, fmt.Errorf("rate %q: unit %q is not s, m or h", s, unit)
-	}
-	r := Rate{PerSecond: n, Burst: max(1, int(n))}
-	if hasBurst {
-		b, err := strconv.Atoi(burst)
-		if err != nil || b < 1 {
-			return Rate{}, fmt.Errorf("rate %q: burst %q is not a positive integer", s, burst)
-		}
-		r.Burst = b
-	}
-	return r, nil
-}
+func ParseRate(s string) (Rate, error) { return ratelimit.ParseRate(s) }
 
 // TokenNodeConfig configures the fpush convention. A nil *TokenNodeConfig disables it.
 type TokenNodeConfig struct {
@@ -124,11 +91,11 @@ type TokenNodeConfig struct {
 // tokenNodes is the state of the fpush convention.
 type tokenNodes struct {
 	cfg     TokenNodeConfig
-	senders *limiters
-	devices *limiters
+	senders *ratelimit.Limiter
+	devices *ratelimit.Limiter
 
 	mu   sync.Mutex
-	seen map[string]struct{} // devices whose TOKEN_NODE registration this instance wrote
+	seen map[string]time.Time // token-node registrations (keys) this instance wrote, and when
 }
 
 func newTokenNodes(cfg *TokenNodeConfig) *tokenNodes {
@@ -142,7 +109,8 @@ func newTokenNodes(cfg *TokenNodeConfig) *tokenNodes {
 	if c.MaxLimiters <= 0 {
 		c.MaxLimiters = 1 << 18
 	}
-	return &tokenNodes{cfg: c, senders: newLimiters(c.SenderRate, c.MaxLimiters), devices: newLimiters(c.DeviceRate, c.MaxLimiters), seen: map[string]struct{}{}}
+	return &tokenNodes{cfg: c, senders: ratelimit.New(c.SenderRate, ratelimit.Options{Name: "token_sender", MaxKeys: c.MaxLimiters}),
+		devices: ratelimit.New(c.DeviceRate, ratelimit.Options{Name: "token_device", MaxKeys: c.MaxLimiters}), seen: map[string]time.Time{}}
 }
 
 // TokenEvent is a publish of the fpush convention.
@@ -207,37 +175,43 @@ func (in *Ingester) PublishToken(ctx context.Context, ev TokenEvent) (id string,
 		// Not a token of this platform: no such node.
 		return "", fail(CodeUnknownNode, "node is not a provider token of pushModule "+strconvQuote(ev.Module), nil)
 	}
-	reg := in.cfg.Keys.Register(app.ID, app.Platform, token)
+	// The device's token-node registration in this environment: its own registration, which no
+	// client can unregister (its node is never handed out); only the provider ends it.
+	deviceID := in.cfg.Keys.DeviceID(app.ID, app.Platform, token)
+	reg := in.cfg.Keys.RegistrationOf(deviceID, in.cfg.Keys.TokenNodeRegistrationID(deviceID, envName), app.ID)
+	regKey := records.RegistrationKey(reg.DeviceID, reg.RegistrationID)
 	span.SetAttributes(attribute.String("wakepush.device_id", reg.DeviceID), attribute.String("wakepush.app", app.ID))
-	if in.cfg.Devices.Unregistered(reg.DeviceID) {
+	if in.cfg.Devices.Unregistered(reg.DeviceID, reg.RegistrationID) {
+		tn.forget(regKey) // once the unregistration expires, the next publish registers again
 		return "", fail(CodeGone, "the device is unregistered", nil)
 	}
 	now := in.cfg.Now()
-	if !tn.senders.allow(sender, now) {
-		return "", fail(CodeRateLimited, "rate limit for this server reached, retry later", nil)
+	if ok, wait := tn.senders.AllowAt(sender, now); !ok {
+		return "", fail(CodeRateLimited, fmt.Sprintf("rate limit for this server reached, retry in %.0f s", math.Ceil(wait.Seconds())), nil)
 	}
-	if !tn.devices.allow(reg.DeviceID, now) {
-		return "", fail(CodeRateLimited, "rate limit for this device reached, retry later", nil)
+	if ok, wait := tn.devices.AllowAt(reg.DeviceID, now); !ok {
+		return "", fail(CodeRateLimited, fmt.Sprintf("rate limit for this device reached, retry in %.0f s", math.Ceil(wait.Seconds())), nil)
 	}
-	if !tn.wasSeen(reg.DeviceID) {
+	if !tn.wasSeen(regKey, now) {
 		ts := records.Timestamp(now)
 		rec := &wakepushv1.Registration{
-			Id: records.NewID(), CreatedAt: ts, DeviceId: reg.DeviceID, App: app.ID, Platform: app.ProtoPlatform(),
-			Environment: env, Token: token, State: wakepushv1.RegistrationState_REGISTRATION_STATE_ACTIVE,
+			Id: records.NewID(), CreatedAt: ts, DeviceId: reg.DeviceID, RegistrationId: reg.RegistrationID, App: app.ID,
+			Platform: app.ProtoPlatform(), Environment: env, Token: token, State: wakepushv1.RegistrationState_REGISTRATION_STATE_ACTIVE,
 			Source: wakepushv1.RegistrationSource_REGISTRATION_SOURCE_TOKEN_NODE, RegisteredAt: ts,
 		}
-		err := in.produce(ctx, kafkax.Record{Topic: topics.Registrations, Key: reg.DeviceID, Msg: rec})
+		err := in.produce(ctx, kafkax.Record{Topic: topics.Registrations, Key: regKey, Msg: rec})
 		in.metrics.Registration(ctx, "token_node", "active", CodeOf(err))
 		if err != nil {
 			return "", err
 		}
 		in.cfg.Devices.Apply(rec)
-		tn.markSeen(reg.DeviceID)
+		tn.markSeen(regKey, now)
 	}
 	pe := &wakepushv1.PushEvent{
 		Id: records.NewID(), AcceptedAt: records.Timestamp(now), DeviceId: reg.DeviceID, App: app.ID,
 		Platform: app.ProtoPlatform(), Source: wakepushv1.EventSource_EVENT_SOURCE_XMPP_COMPONENT, Sender: sender,
-		// The wakepush node of the device, never the token (events must not carry tokens).
+		// The wakepush node of the token-node registration, never the token (events must not
+		// carry tokens).
 		Node:   reg.Node,
 		Urgent: ev.Urgent, Important: ev.Important, MessageCount: ev.MessageCount,
 		PendingSubscriptionCount: ev.PendingSubscriptionCount,
@@ -251,91 +225,49 @@ func (in *Ingester) PublishToken(ctx context.Context, ev TokenEvent) (id string,
 
 func strconvQuote(s string) string { return strconv.Quote(s) }
 
-func (tn *tokenNodes) wasSeen(id string) bool {
+// seenFor is how long an instance trusts that the token-node registration it wrote still exists:
+// afterwards it writes it again (idempotent), so a registration removed meanwhile (its
+// unregistration expired, and another instance answered the publishes while it was dead) comes
+// back within a day.
+const seenFor = 24 * time.Hour
+
+// wasSeen reports whether this instance wrote the registration (key) within seenFor.
+func (tn *tokenNodes) wasSeen(key string, now time.Time) bool {
 	tn.mu.Lock()
 	defer tn.mu.Unlock()
-	_, ok := tn.seen[id]
-	return ok
+	at, ok := tn.seen[key]
+	return ok && now.Sub(at) < seenFor
 }
 
-func (tn *tokenNodes) markSeen(id string) {
+func (tn *tokenNodes) markSeen(key string, now time.Time) {
 	tn.mu.Lock()
 	defer tn.mu.Unlock()
 	if len(tn.seen) >= tn.cfg.MaxSeen {
 		// Forget everything: the cost is one more (idempotent) registration record per device.
 		clear(tn.seen)
 	}
-	tn.seen[id] = struct{}{}
+	tn.seen[key] = now
 }
 
-// Limiter is a set of token buckets by key (rate limits per sender, device, account), bounded
-// in memory. Safe for concurrent use.
-type Limiter struct{ l *limiters }
+func (tn *tokenNodes) forget(key string) {
+	tn.mu.Lock()
+	defer tn.mu.Unlock()
+	delete(tn.seen, key)
+}
+
+// Limiter is a set of token buckets by key (rate limits per account), bounded in memory: a
+// ratelimit.Limiter without metrics. Safe for concurrent use. New code uses ratelimit directly
+// (it also says how long to wait, and names its metrics).
+type Limiter struct{ l *ratelimit.Limiter }
 
 // NewLimiter returns a limiter of rate r per key keeping at most maxKeys buckets (a zero Rate
 // allows everything).
-func NewLimiter(r Rate, maxKeys int) *Limiter { return &Limiter{newLimiters(r, max(1, maxKeys))} }
+func NewLimiter(r Rate, maxKeys int) *Limiter {
+	return &Limiter{ratelimit.New(r, ratelimit.Options{MaxKeys: max(1, maxKeys)})}
+}
 
 // Allow takes a token from key's bucket at now and reports whether there was one.
-func (l *Limiter) Allow(key string, now time.Time) bool { return l.l.allow(key, now) }
-
-// limiters is a set of token buckets by key, bounded in size: when full, buckets that have
-// refilled completely (indistinguishable from new ones) are dropped.
-type limiters struct {
-	rate Rate
-	max  int
-	mu   sync.Mutex
-	m    map[string]*bucket
-}
-
-type bucket struct {
-	tokens float64
-	last   time.Time
-}
-
-func newLimiters(r Rate, maxEntries int) *limiters {
-	return &limiters{rate: r, max: maxEntries, m: map[string]*bucket{}}
-}
-
-// allow takes a token from key's bucket.
-func (l *limiters) allow(key string, now time.Time) bool {
-	if l.rate.PerSecond <= 0 {
-		return true
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	b, ok := l.m[key]
-	if !ok {
-		if len(l.m) >= l.max {
-			l.sweep(now)
-		}
-		b = &bucket{tokens: float64(l.rate.Burst), last: now}
-		l.m[key] = b
-	}
-	b.refill(l.rate, now)
-	if b.tokens < 1 {
-		return false
-	}
-	b.tokens--
-	return true
-}
-
-func (b *bucket) refill(r Rate, now time.Time) {
-	if d := now.Sub(b.last); d > 0 {
-		b.tokens = min(float64(r.Burst), b.tokens+d.Seconds()*r.PerSecond)
-		b.last = now
-	}
-}
-
-func (l *limiters) sweep(now time.Time) {
-	for k, b := range l.m {
-		b.refill(l.rate, now)
-		if b.tokens >= float64(l.rate.Burst) {
-			delete(l.m, k)
-		}
-	}
-	if len(l.m) >= l.max {
-		// Every bucket is in use (an attack on the key space): start over rather than grow.
-		clear(l.m)
-	}
+func (l *Limiter) Allow(key string, now time.Time) bool {
+	ok, _ := l.l.AllowAt(key, now)
+	return ok
 }

@@ -12,7 +12,6 @@ import (
 	"io"
 	"log/slog"
 	"mime"
-	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -27,6 +26,7 @@ import (
 
 	wakepushv1 "github.com/wakepush/wakepush/schemas/gen/wakepushv1"
 	"github.com/wakepush/wakepush/services/ingest/core"
+	"github.com/wakepush/wakepush/services/ingest/ratelimit"
 )
 
 // DefaultMaxBody is the default request body limit.
@@ -39,10 +39,13 @@ type Options struct {
 	// MaxBody is the request body limit in bytes (DefaultMaxBody when 0).
 	MaxBody int64
 	// ClientRate limits registration, unregistration and receipt calls per client IP address
-	// (a zero Rate: unlimited). Apps call these; XMPP servers and tenants do not.
-	ClientRate core.Rate
+	// (per /64 for IPv6; a zero Rate: unlimited). Apps call these; XMPP servers and tenants do not.
+	ClientRate ratelimit.Rate
+	// TrustedProxies are the proxies whose X-Forwarded-For names the client (nil: none; the
+	// client is the connection's peer).
+	TrustedProxies *TrustedProxies
 	// TenantRate limits event API calls per tenant (a zero Rate: unlimited).
-	TenantRate core.Rate
+	TenantRate ratelimit.Rate
 	Log        *slog.Logger
 }
 
@@ -54,16 +57,19 @@ type api struct {
 	tenants *Tenants
 	maxBody int64
 	log     *slog.Logger
-	clients *core.Limiter
-	tenantL *core.Limiter
+	proxies *TrustedProxies
+	clients *ratelimit.Limiter
+	tenantL *ratelimit.Limiter
 	tracer  trace.Tracer
 }
 
 // New returns the API handler.
 func New(in *core.Ingester, opts Options) http.Handler {
 	a := &api{in: in, tenants: opts.Tenants, maxBody: opts.MaxBody, log: opts.Log,
-		clients: core.NewLimiter(opts.ClientRate, maxLimiterKeys), tenantL: core.NewLimiter(opts.TenantRate, maxLimiterKeys),
-		tracer: otel.Tracer("github.com/wakepush/wakepush/services/ingest/httpapi")}
+		proxies: opts.TrustedProxies,
+		clients: ratelimit.New(opts.ClientRate, ratelimit.Options{Name: "http_client", MaxKeys: maxLimiterKeys}),
+		tenantL: ratelimit.New(opts.TenantRate, ratelimit.Options{Name: "http_tenant", MaxKeys: maxLimiterKeys}),
+		tracer:  otel.Tracer("github.com/wakepush/wakepush/services/ingest/httpapi")}
 	if a.maxBody <= 0 {
 		a.maxBody = DefaultMaxBody
 	}
@@ -92,15 +98,11 @@ func New(in *core.Ingester, opts Options) http.Handler {
 	return mux
 }
 
-// perClient answers 429 to a client address over its rate before h reads anything.
+// perClient answers 429 to a client (clientaddr.go) over its rate before h reads anything.
 func (a *api) perClient(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		host, _, err := net.SplitHostPort(r.RemoteAddr)
-		if err != nil {
-			host = r.RemoteAddr
-		}
-		if !a.clients.Allow(host, time.Now()) {
-			writeProblem(w, kindRateLimited, "")
+		if ok, wait := a.clients.Allow(a.proxies.clientKeyOf(r)); !ok {
+			writeRateLimited(w, wait, "")
 			return
 		}
 		h(w, r)
@@ -193,13 +195,18 @@ type registerRequest struct {
 	App         string `json:"app"`
 	Token       string `json:"token"`
 	Environment string `json:"environment"`
+	// Node and Secret (optional) are the caller's current registration: when they verify and
+	// name the same app and token, that registration is renewed instead of a new one made.
+	Node   string `json:"node"`
+	Secret string `json:"secret"`
 }
 
 type registerResponse struct {
-	DeviceID string `json:"device_id"`
-	Node     string `json:"node"`
-	Secret   string `json:"secret"`
-	JID      string `json:"jid,omitempty"`
+	DeviceID       string `json:"device_id"`
+	RegistrationID string `json:"registration_id"`
+	Node           string `json:"node"`
+	Secret         string `json:"secret"`
+	JID            string `json:"jid,omitempty"`
 }
 
 func (a *api) register(w http.ResponseWriter, r *http.Request) {
@@ -214,14 +221,14 @@ func (a *api) register(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	reg, err := a.in.Register(r.Context(), core.RegisterRequest{
-		App: req.App, Token: req.Token, Environment: req.Environment,
+		App: req.App, Token: req.Token, Environment: req.Environment, Node: req.Node, Secret: req.Secret,
 		Source: wakepushv1.RegistrationSource_REGISTRATION_SOURCE_HTTP_API,
 	})
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, registerResponse{DeviceID: reg.DeviceID, Node: reg.Node, Secret: reg.Secret, JID: reg.JID})
+	writeJSON(w, http.StatusOK, registerResponse{DeviceID: reg.DeviceID, RegistrationID: reg.RegistrationID, Node: reg.Node, Secret: reg.Secret, JID: reg.JID})
 }
 
 type nodeRequest struct {
@@ -258,9 +265,9 @@ func (a *api) event(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, kindUnauthorized, "send Authorization: Bearer <event API token>")
 		return
 	}
-	if !a.tenantL.Allow(tenant, time.Now()) {
+	if ok, wait := a.tenantL.Allow(tenant); !ok {
 		a.in.Metrics().Publish(r.Context(), "http", core.CodeRateLimited)
-		writeProblem(w, kindRateLimited, "the tenant's event rate is exceeded")
+		writeRateLimited(w, wait, "the tenant's event rate is exceeded")
 		return
 	}
 	var req eventRequest

@@ -116,13 +116,35 @@ func TestWithKafka(t *testing.T) {
 	if a.body["jid"] != "push.example.org" || len(deviceID) != 32 || !strings.Contains(node, deviceID) || strings.Contains(a.raw, testenv.APNsToken) && strings.Contains(node, testenv.APNsToken) {
 		t.Fatalf("register answer %s", a.raw)
 	}
+	regID, _ := a.body["registration_id"].(string)
 	regs := testenv.ReadAll(t, cfg, topics.Registrations)
-	if len(regs) != 1 || string(regs[0].Key) != deviceID || testenv.Headers(regs[0])[records.HeaderSchema] != "wakepush.v1.Registration" {
+	if len(regs) != 1 || len(regID) != 32 || !strings.Contains(node, regID) || string(regs[0].Key) != deviceID+"/"+regID ||
+		testenv.Headers(regs[0])[records.HeaderSchema] != "wakepush.v1.Registration" {
 		t.Fatalf("registrations topic after register: %v", regs)
 	}
-	// Idempotent.
-	if n2, s2, d2 := register(t, srv, testenv.IOSApp, strings.ToUpper(testenv.APNsToken)); n2 != node || s2 != secret || d2 != deviceID {
-		t.Fatal("registering the same token again gave another node")
+	// Renewing with the registration's own node and secret returns it again; registering the
+	// token without them makes another registration of the same device (someone else may know
+	// the token: it must not get this node and secret).
+	a = call(t, srv, "POST", "/v1/registrations", jsonBody(map[string]string{"app": testenv.IOSApp, "token": testenv.APNsToken, "environment": "sandbox", "node": node, "secret": secret}))
+	if a.status != 200 || a.body["node"] != node || a.body["secret"] != secret {
+		t.Fatalf("renewal: %d %s", a.status, a.raw)
+	}
+	n2, s2, d2 := register(t, srv, testenv.IOSApp, strings.ToUpper(testenv.APNsToken))
+	if d2 != deviceID || n2 == node || s2 == secret {
+		t.Fatalf("registering the token again gave %s (device %s), first %s", n2, d2, node)
+	}
+	// That other registration cannot unregister this one, nor renew it.
+	a = call(t, srv, "POST", "/v1/registrations/unregister", jsonBody(map[string]string{"node": node, "secret": s2}))
+	if a.status != 403 {
+		t.Fatalf("unregister with another registration's secret: %d %s", a.status, a.raw)
+	}
+	a = call(t, srv, "POST", "/v1/registrations", jsonBody(map[string]string{"app": testenv.IOSApp, "token": testenv.APNsToken, "node": node, "secret": s2}))
+	if a.status != 403 || strings.Contains(a.raw, secret) {
+		t.Fatalf("renewal with another registration's secret: %d %s", a.status, a.raw)
+	}
+	a = call(t, srv, "POST", "/v1/registrations/unregister", jsonBody(map[string]string{"node": n2, "secret": s2}))
+	if a.status != 200 {
+		t.Fatalf("unregister of the other registration: %d %s", a.status, a.raw)
 	}
 
 	// Event: 202 only once acknowledged, so the record is readable right after the answer. The
@@ -187,8 +209,8 @@ func TestWithKafka(t *testing.T) {
 		t.Fatalf("event after unregister: %d %s", a.status, a.raw)
 	}
 	regs = testenv.ReadAll(t, cfg, topics.Registrations)
-	if len(regs) != 3 {
-		t.Fatalf("registrations: %d records, want 3", len(regs))
+	if len(regs) != 5 {
+		t.Fatalf("registrations: %d records, want 5", len(regs))
 	}
 
 	// Kafka down: 503 with Retry-After, within the produce timeout.

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/wakepush/wakepush/services/ingest/core"
 )
@@ -49,7 +50,7 @@ func kindOf(c core.Code) kind {
 		return kindBadRequest
 	case core.CodeUnknownNode:
 		return kindUnknownNode
-	case core.CodeNotAuthorized:
+	case core.CodeNotAuthorized, core.CodeForbidden:
 		return kindForbidden
 	case core.CodeUnknownApp:
 		return kindUnknownApp
@@ -59,14 +60,14 @@ func kindOf(c core.Code) kind {
 	return kindUnavailable
 }
 
-// RetryAfter is the Retry-After value (seconds) of 503 answers.
+// RetryAfter is the Retry-After value (seconds) of 503 answers (429s say their limiter's wait).
 const RetryAfter = 1
 
 func writeProblem(w http.ResponseWriter, k kind, detail string) {
 	h := w.Header()
 	h.Set("Content-Type", "application/problem+json")
 	h.Set("Cache-Control", "no-store")
-	if k.status == http.StatusServiceUnavailable || k.status == http.StatusTooManyRequests {
+	if (k.status == http.StatusServiceUnavailable || k.status == http.StatusTooManyRequests) && h.Get("Retry-After") == "" {
 		h.Set("Retry-After", strconv.Itoa(RetryAfter))
 	}
 	if k.status == http.StatusUnauthorized {
@@ -74,6 +75,21 @@ func writeProblem(w http.ResponseWriter, k kind, detail string) {
 	}
 	w.WriteHeader(k.status)
 	_ = json.NewEncoder(w).Encode(Problem{Type: ProblemTypePrefix + k.slug, Title: k.title, Status: k.status, Detail: detail})
+}
+
+// writeRateLimited answers 429 with Retry-After: the limiter's wait in seconds, rounded up.
+func writeRateLimited(w http.ResponseWriter, wait time.Duration, detail string) {
+	w.Header().Set("Retry-After", strconv.FormatInt(retryAfterSeconds(wait), 10))
+	writeProblem(w, kindRateLimited, detail)
+}
+
+// retryAfterSeconds rounds wait up to whole seconds, at least 1.
+func retryAfterSeconds(wait time.Duration) int64 {
+	s := int64(wait / time.Second)
+	if wait%time.Second != 0 {
+		s++
+	}
+	return max(1, s)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
