@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wakepush/wakepush/deploy/local/stacktest"
 	"github.com/wakepush/wakepush/services/ingest/component"
 	"github.com/wakepush/wakepush/services/ingest/core"
 	"github.com/wakepush/wakepush/services/ingest/devices"
@@ -80,7 +81,7 @@ func newRigOn(b *testing.B, conn *fakexmpp.Conn) *loadRig {
 }
 
 // newBinaryRig runs the ingest binary (GOMAXPROCS=1: one core) against kfake and the fake XMPP
-// server, both in the test process; it returns the rig and the binary's pid.
+// server, both in the test process; it returns the rig, the binary's pid and its pprof address.
 func newBinaryRig(b *testing.B) (*loadRig, int, string) {
 	b.Helper()
 	kcfg := testenv.Kafka(b)
@@ -89,13 +90,15 @@ func newBinaryRig(b *testing.B) (*loadRig, int, string) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { fx.Close() })
-	p, _, adminAddr := startIngestAdmin(b, kcfg, nil, "GOMAXPROCS=1", "WAKEPUSH_LOG_LEVEL=warn", "WAKEPUSH_KAFKA_BATCH_TIMEOUT=2ms",
-		"WAKEPUSH_COMPONENT_ADDR="+fx.Addr(), "WAKEPUSH_COMPONENT_JID=push.example.org", "WAKEPUSH_COMPONENT_SECRET=secret")
+	pprofAddr := stacktest.FreeAddr(b)
+	p, _, _ := startIngestAdmin(b, kcfg, nil, "GOMAXPROCS=1", "WAKEPUSH_LOG_LEVEL=warn", "WAKEPUSH_KAFKA_BATCH_TIMEOUT=2ms",
+		"WAKEPUSH_COMPONENT_ADDR="+fx.Addr(), "WAKEPUSH_COMPONENT_JID=push.example.org", "WAKEPUSH_COMPONENT_SECRET=secret",
+		"WAKEPUSH_PPROF_ADDR="+pprofAddr)
 	conn, err := fx.Accept(15 * time.Second)
 	if err != nil {
 		b.Fatal(err)
 	}
-	return newRigOn(b, conn), p.Pid(), adminAddr
+	return newRigOn(b, conn), p.Pid(), pprofAddr
 }
 
 // procCPU is the CPU time (user + system) process pid used so far.
@@ -114,11 +117,11 @@ func procCPU(b *testing.B, pid int) time.Duration {
 // open loop at rate. ingest_cpu_us/publish and publishes/core_s come from the process's CPU
 // time, independent of what else runs on the machine.
 func benchBinary(b *testing.B, rate float64) {
-	r, pid, adminAddr := newBinaryRig(b)
+	r, pid, pprofAddr := newBinaryRig(b)
 	if out := os.Getenv("WAKEPUSH_BENCH_CPUPROFILE"); out != "" {
 		// The binary's CPU profile over the first 3 s of the run.
 		go func() {
-			resp, err := http.Get("http://" + adminAddr + "/debug/pprof/profile?seconds=3")
+			resp, err := http.Get("http://" + pprofAddr + "/debug/pprof/profile?seconds=3")
 			if err != nil {
 				b.Error(err)
 				return

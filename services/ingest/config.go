@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"net"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -18,7 +17,8 @@ import (
 	"github.com/wakepush/wakepush/services/internal/config"
 )
 
-// Secrets are read from the environment only (never flags: flags show in `ps` and -help).
+// Secrets: read from the environment or from the file VAR_FILE names, never from flags (flags
+// show in `ps`), never shown by -h, never in an error or a log line (config.Set.Secret).
 const (
 	envNodeKeys         = "WAKEPUSH_NODE_KEYS"
 	envDeviceIDKey      = "WAKEPUSH_DEVICE_ID_KEY"
@@ -36,8 +36,11 @@ type settings struct {
 	AppsFile       string
 	MaxBody        int
 	ClientRate     string
+	TrustedProxies string
 	TenantRate     string
 	ProduceTimeout time.Duration
+	// UnregisteredRetention is how long an unregistration is kept before its tombstone.
+	UnregisteredRetention time.Duration
 
 	Components           string
 	ComponentAddr        string
@@ -53,18 +56,32 @@ type settings struct {
 	PushModules     string
 	TokenSenderRate string
 	TokenDeviceRate string
+
+	// Secrets (config.Secret).
+	NodeKeys         string
+	DeviceIDKey      string
+	EventTokens      string
+	ComponentSecret  string
+	ComponentSecrets string
 }
 
 func (c *settings) register(s *config.Set) {
+	s.Secret(&c.NodeKeys, envNodeKeys, "", "node keys, kid:base64[,…] (at least 32 bytes each; the first signs new nodes)")
+	s.Secret(&c.DeviceIDKey, envDeviceIDKey, "", "device id key, base64 (at least 32 bytes)")
+	s.Secret(&c.EventTokens, envEventTokens, "", "HTTP event API tenants, tenant:token[,…] (empty: the event API refuses every call)")
+	s.Secret(&c.ComponentSecret, envComponentSecret, "", "XEP-0114 component secret of -component-addr (and of WAKEPUSH_COMPONENTS entries not in WAKEPUSH_COMPONENT_SECRETS)")
+	s.Secret(&c.ComponentSecrets, envComponentSecrets, "", "XEP-0114 component secrets per JID of WAKEPUSH_COMPONENTS, jid=secret[,…]")
 	s.String(&c.HTTPAddr, "http-addr", "WAKEPUSH_INGEST_HTTP_ADDR", "127.0.0.1:18080", "address of the HTTP API")
 	s.String(&c.AppsFile, "apps-file", "WAKEPUSH_APPS_FILE", "", "the apps file (YAML): the push apps this deployment serves")
 	s.Int(&c.MaxBody, "http-max-body", "WAKEPUSH_INGEST_MAX_BODY", httpapi.DefaultMaxBody, "HTTP request body limit in bytes (larger bodies get 413)")
 	s.String(&c.ClientRate, "http-client-rate", "WAKEPUSH_INGEST_CLIENT_RATE", "10/s:50", "registration, unregistration and receipt calls per client IP address, N/s|m|h[:burst] (0: unlimited); over it: 429")
+	s.String(&c.TrustedProxies, "http-trusted-proxies", "WAKEPUSH_INGEST_TRUSTED_PROXIES", "", "reverse proxies whose X-Forwarded-For names the client for -http-client-rate: CIDR prefixes or addresses, comma-separated (empty: the connection's peer is the client)")
 	s.String(&c.TenantRate, "http-tenant-rate", "WAKEPUSH_INGEST_TENANT_RATE", "0", "event API calls per tenant, N/s|m|h[:burst] (0: unlimited); over it: 429")
 	s.Duration(&c.ProduceTimeout, "produce-timeout", "WAKEPUSH_INGEST_PRODUCE_TIMEOUT", 5*time.Second, "how long a request waits for Kafka's acknowledgement before it is answered as unavailable")
-	s.String(&c.Components, "components", "WAKEPUSH_COMPONENTS", "", "XEP-0114 component connections: jid@host:port[*n][,…] (n connections to that server as that JID, for ejabberd); secrets in WAKEPUSH_COMPONENT_SECRETS. Replaces -component-addr")
+	s.Duration(&c.UnregisteredRetention, "unregistered-retention", "WAKEPUSH_UNREGISTERED_RETENTION", 30*24*time.Hour, "how long an unregistered registration is kept (publishes for it answered gone) before a tombstone removes it from push.registrations, ingest and every sender; 0: forever")
+	s.String(&c.Components, "components", "WAKEPUSH_COMPONENTS", "", "XEP-0114 component connections: jid@host:port[*n][;tls[;ca=FILE][;server-name=NAME]][,…] (n connections to that server as that JID, for ejabberd; tls: direct TLS); secrets in WAKEPUSH_COMPONENT_SECRETS. Replaces -component-addr")
 	s.String(&c.ComponentReadiness, "component-readiness", "WAKEPUSH_COMPONENT_READINESS", "none", "what /readyz requires of the component connections: none, any (at least one connected) or all")
-	s.String(&c.ComponentAddr, "component-addr", "WAKEPUSH_COMPONENT_ADDR", "", "XMPP server component port to connect to as an XEP-0114 component, host:port (empty: no component)")
+	s.String(&c.ComponentAddr, "component-addr", "WAKEPUSH_COMPONENT_ADDR", "", "XMPP server component port to connect to as an XEP-0114 component, host:port[;tls[;ca=FILE][;server-name=NAME]] (empty: no component)")
 	s.String(&c.ComponentJID, "component-jid", "WAKEPUSH_COMPONENT_JID", "", "the component's JID (the App Server JID clients enable push with), e.g. push.example.org")
 	s.Duration(&c.ComponentKeepAlive, "component-keepalive", "WAKEPUSH_COMPONENT_KEEPALIVE", 30*time.Second, "whitespace keepalive interval on an idle component connection")
 	s.Int(&c.ComponentMaxStanza, "component-max-stanza", "WAKEPUSH_COMPONENT_MAX_STANZA", 64<<10, "largest stanza accepted on the component connection, in bytes (larger ones end the stream)")
@@ -86,9 +103,10 @@ type loaded struct {
 	Components []component.Config
 	Adhoc      adhoc.Services // empty when disabled
 	AdhocRate  core.Rate
-	ClientRate core.Rate             // HTTP API, per client address
-	TenantRate core.Rate             // HTTP event API, per tenant
-	Tokens     *core.TokenNodeConfig // nil when disabled
+	ClientRate core.Rate               // HTTP API, per client address
+	Proxies    *httpapi.TrustedProxies // whose X-Forwarded-For names the client
+	TenantRate core.Rate               // HTTP event API, per tenant
+	Tokens     *core.TokenNodeConfig   // nil when disabled
 }
 
 // load validates the settings and reads the apps file and the secrets, collecting every problem
@@ -100,6 +118,7 @@ func (c *settings) load(chk *config.Check) loaded {
 	}
 	chk.Require(c.MaxBody >= 1024, "WAKEPUSH_INGEST_MAX_BODY must be at least 1024 bytes")
 	chk.Require(c.ProduceTimeout > 0, "WAKEPUSH_INGEST_PRODUCE_TIMEOUT must be > 0")
+	chk.Require(c.UnregisteredRetention >= 0, "WAKEPUSH_UNREGISTERED_RETENTION must be >= 0 (0: keep unregistrations forever)")
 	if c.AppsFile == "" {
 		chk.Add(fmt.Errorf("WAKEPUSH_APPS_FILE is required"))
 	} else if a, err := apps.Load(c.AppsFile); err != nil {
@@ -107,10 +126,10 @@ func (c *settings) load(chk *config.Check) loaded {
 	} else {
 		l.Apps = a
 	}
-	keys, err := identity.FromEnv(envDeviceIDKey, os.Getenv(envDeviceIDKey), envNodeKeys, os.Getenv(envNodeKeys))
+	keys, err := identity.FromEnv(envDeviceIDKey, c.DeviceIDKey, envNodeKeys, c.NodeKeys)
 	chk.Add(err)
 	l.Keys = keys
-	tenants, err := httpapi.ParseTenants(os.Getenv(envEventTokens))
+	tenants, err := httpapi.ParseTenants(c.EventTokens)
 	if err != nil {
 		chk.Add(fmt.Errorf("%s: %w", envEventTokens, err))
 	}
@@ -128,14 +147,19 @@ func (c *settings) load(chk *config.Check) loaded {
 type componentEntry struct {
 	JID, Addr string
 	Count     int
+	TLS       componentTLS
 }
 
-// parseComponents parses WAKEPUSH_COMPONENTS: `jid@host:port[*n][,…]`.
+// parseComponents parses WAKEPUSH_COMPONENTS: `jid@host:port[*n][;tls[;ca=FILE][;server-name=NAME]][,…]`.
 func parseComponents(list string) ([]componentEntry, error) {
 	var out []componentEntry
 	seen := map[string]bool{}
 	for _, item := range config.SplitList(list) {
 		e := componentEntry{Count: 1}
+		var err error
+		if item, e.TLS, err = splitComponentOptions(item); err != nil {
+			return nil, err
+		}
 		if spec, n, ok := strings.Cut(item, "*"); ok {
 			k, err := strconv.Atoi(n)
 			if err != nil || k < 1 || k > maxConnectionsPerServer {
@@ -200,11 +224,14 @@ func (c *settings) loadComponents(chk *config.Check, l *loaded) {
 		}
 	case c.ComponentAddr != "":
 		chk.Require(c.ComponentJID != "", "WAKEPUSH_COMPONENT_JID is required with WAKEPUSH_COMPONENT_ADDR")
-		chk.Require(strings.TrimSpace(os.Getenv(envComponentSecret)) != "", "%s is required with WAKEPUSH_COMPONENT_ADDR", envComponentSecret)
-		if _, _, err := net.SplitHostPort(c.ComponentAddr); err != nil {
+		chk.Require(strings.TrimSpace(c.ComponentSecret) != "", "%s is required with WAKEPUSH_COMPONENT_ADDR", envComponentSecret)
+		addr, tlsOpts, err := splitComponentOptions(c.ComponentAddr)
+		if err != nil {
+			chk.Add(fmt.Errorf("WAKEPUSH_COMPONENT_ADDR: %w", err))
+		} else if _, _, err := net.SplitHostPort(addr); err != nil {
 			chk.Add(fmt.Errorf("WAKEPUSH_COMPONENT_ADDR=%q: %v", c.ComponentAddr, err))
 		}
-		entries = []componentEntry{{JID: strings.ToLower(c.ComponentJID), Addr: c.ComponentAddr, Count: 1}}
+		entries = []componentEntry{{JID: strings.ToLower(c.ComponentJID), Addr: addr, Count: 1, TLS: tlsOpts}}
 	}
 	switch c.ComponentReadiness {
 	case "none", "any", "all":
@@ -214,11 +241,11 @@ func (c *settings) loadComponents(chk *config.Check, l *loaded) {
 	if len(entries) == 0 {
 		return
 	}
-	secrets, err := parseComponentSecrets(os.Getenv(envComponentSecrets))
+	secrets, err := parseComponentSecrets(c.ComponentSecrets)
 	if err != nil {
 		chk.Add(fmt.Errorf("%s: %w", envComponentSecrets, err))
 	}
-	fallback := os.Getenv(envComponentSecret)
+	fallback := c.ComponentSecret
 	chk.Require(c.ComponentKeepAlive >= time.Second, "WAKEPUSH_COMPONENT_KEEPALIVE must be at least 1s")
 	chk.Require(c.ComponentMaxStanza >= 4096, "WAKEPUSH_COMPONENT_MAX_STANZA must be at least 4096 bytes")
 	chk.Require(c.ComponentMaxInFlight >= 1, "WAKEPUSH_COMPONENT_MAX_INFLIGHT must be >= 1")
@@ -234,11 +261,17 @@ func (c *settings) loadComponents(chk *config.Check, l *loaded) {
 			}
 			continue
 		}
+		tlsCfg, err := e.TLS.config()
+		if err != nil {
+			chk.Add(fmt.Errorf("component %s@%s: %w", e.JID, e.Addr, err))
+			continue
+		}
 		for i := 1; i <= e.Count; i++ {
 			l.Components = append(l.Components, component.Config{
 				Addr:          e.Addr,
 				JID:           e.JID,
 				Secret:        secret,
+				TLS:           tlsCfg,
 				Connection:    i,
 				KeepAlive:     c.ComponentKeepAlive,
 				MaxStanzaSize: c.ComponentMaxStanza,
@@ -288,6 +321,9 @@ func (c *settings) loadConventions(chk *config.Check, l *loaded) {
 	}
 	if l.TenantRate, err = core.ParseRate(c.TenantRate); err != nil {
 		chk.Add(fmt.Errorf("WAKEPUSH_INGEST_TENANT_RATE: %w", err))
+	}
+	if l.Proxies, err = httpapi.ParseTrustedProxies(c.TrustedProxies); err != nil {
+		chk.Add(fmt.Errorf("WAKEPUSH_INGEST_TRUSTED_PROXIES: %w", err))
 	}
 	if strings.TrimSpace(c.PushModules) == "" {
 		return

@@ -19,12 +19,25 @@ func TestParseComponents(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []componentEntry{{"push.a.example", "xmpp-a:5347", 1}, {"push.b.example", "[::1]:5347", 3}}
+	want := []componentEntry{{JID: "push.a.example", Addr: "xmpp-a:5347", Count: 1}, {JID: "push.b.example", Addr: "[::1]:5347", Count: 3}}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("parsed %v, want %v", got, want)
+	}
+	got, err = parseComponents("push.a.example@xmpp-a:5223*2;tls;ca=/etc/ca.pem;server-name=xmpp.example, push.b.example@xmpp-b:5223;tls, push.c.example@xmpp-c:5347;tls=false")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = []componentEntry{
+		{JID: "push.a.example", Addr: "xmpp-a:5223", Count: 2, TLS: componentTLS{Enabled: true, CAFile: "/etc/ca.pem", ServerName: "xmpp.example"}},
+		{JID: "push.b.example", Addr: "xmpp-b:5223", Count: 1, TLS: componentTLS{Enabled: true}},
+		{JID: "push.c.example", Addr: "xmpp-c:5347", Count: 1},
+	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("parsed %v, want %v", got, want)
 	}
 	for _, bad := range []string{"xmpp-a:5347", "push.a@xmpp-a", "push.a@h:1*0", "push.a@h:1*65", "push.a@h:1*x",
-		"push.a@h:1,push.a@h:1", "a/b@h:1", "@h:1"} {
+		"push.a@h:1,push.a@h:1", "a/b@h:1", "@h:1", "push.a@h:1;ca=/ca.pem", "push.a@h:1;server-name=x", "push.a@h:1;tls;ca=",
+		"push.a@h:1;tls=maybe", "push.a@h:1;starttls", "push.a@h:1;tls,push.a@h:1"} {
 		if _, err := parseComponents(bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}

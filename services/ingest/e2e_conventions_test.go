@@ -20,7 +20,7 @@ func startIngest(t testing.TB, kcfg *kafkax.Config, srv *prosody.Server, extra .
 	return p, httpAddr
 }
 
-// startIngestAdmin is startIngest that also returns the admin address (/metrics, /debug/pprof).
+// startIngestAdmin is startIngest that also returns the admin address (/livez, /readyz, /metrics).
 func startIngestAdmin(t testing.TB, kcfg *kafkax.Config, srv *prosody.Server, extra ...string) (p *stacktest.Process, httpAddr, adminAddr string) {
 	t.Helper()
 	bin := stacktest.Build(t, "github.com/wakepush/wakepush/services/ingest")
@@ -86,7 +86,8 @@ func registrationsOf(t *testing.T, kcfg *kafkax.Config, deviceID string) []*wake
 
 // TestProsodyConventions: the p2/Conversations ad-hoc commands and the fpush/Monal token nodes,
 // end to end through a real Prosody: registration (or none), enable, offline, message, publish,
-// PushEvent in Kafka, with the same device identity as the HTTP API.
+// PushEvent in Kafka, with the same device identity as the HTTP API (and a registration of
+// their own: the account's, the token node's).
 func TestProsodyConventions(t *testing.T) {
 	kcfg := testenv.Kafka(t)
 	srv := prosody.Start(t, prosody.Options{})
@@ -109,12 +110,14 @@ func TestProsodyConventions(t *testing.T) {
 	alice.IQTo("set", srv.ComponentJID, `<command xmlns='http://jabber.org/protocol/commands' node='register-push-apns' action='execute'>`+
 		`<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>https://p2.siacs.eu/push</value></field>`+
 		`<field var='token'><value>`+testenv.APNsToken+`</value></field><field var='android-id'><value>0123abcd</value></field></x></command>`, &ans)
-	want := keys.Register(testenv.IOSApp, "apns", testenv.APNsToken)
+	aliceDev := keys.DeviceID(testenv.IOSApp, "apns", testenv.APNsToken)
+	want := keys.RegistrationOf(aliceDev, keys.AccountRegistrationID(aliceDev, srv.JID("alice")), testenv.IOSApp)
 	if ans.Type != "result" || ans.Command.Status != "completed" || ans.field("jid") != srv.ComponentJID ||
 		ans.field("node") != want.Node || ans.field("secret") != want.Secret {
 		t.Fatalf("register-push-apns answer %+v, want node %s", ans, want.Node)
 	}
-	if regs := registrationsOf(t, kcfg, want.DeviceID); len(regs) != 1 || regs[0].Source != wakepushv1.RegistrationSource_REGISTRATION_SOURCE_ADHOC {
+	if regs := registrationsOf(t, kcfg, want.DeviceID); len(regs) != 1 || regs[0].Source != wakepushv1.RegistrationSource_REGISTRATION_SOURCE_ADHOC ||
+		regs[0].RegistrationId != want.RegistrationID {
 		t.Fatalf("registrations %v", regs)
 	}
 	alice.EnablePush(ans.field("jid"), ans.field("node"), ans.field("secret"))
@@ -127,7 +130,8 @@ func TestProsodyConventions(t *testing.T) {
 
 	// --- fpush/Monal: node = the APNs token, pushModule in the form, no secret. ---
 	monalToken := strings.Repeat("0f", 32)
-	monal := keys.Register(testenv.IOSApp, "apns", monalToken)
+	monalDev := keys.DeviceID(testenv.IOSApp, "apns", monalToken)
+	monal := keys.RegistrationOf(monalDev, keys.TokenNodeRegistrationID(monalDev, "sandbox"), testenv.IOSApp)
 	carol := srv.Login(t, "carol", "carol-pw")
 	carol.EnablePushFields(srv.ComponentJID, strings.ToUpper(monalToken), "pushModule", "monalProdiOS-sandbox")
 	carol.Close()
@@ -138,7 +142,7 @@ func TestProsodyConventions(t *testing.T) {
 	}
 	regs := registrationsOf(t, kcfg, monal.DeviceID)
 	if len(regs) != 1 || regs[0].Source != wakepushv1.RegistrationSource_REGISTRATION_SOURCE_TOKEN_NODE || regs[0].Token != monalToken ||
-		regs[0].Environment != wakepushv1.Environment_ENVIRONMENT_SANDBOX {
+		regs[0].Environment != wakepushv1.Environment_ENVIRONMENT_SANDBOX || regs[0].RegistrationId != monal.RegistrationID {
 		t.Fatalf("registrations %v", regs)
 	}
 
@@ -150,7 +154,7 @@ func TestProsodyConventions(t *testing.T) {
 	bob.Message(srv.JID("dave"), "hello dave")
 	srv.WaitLog(`Got error <auth:forbidden:server "localhost" may not publish to pushModule "strict">`, 15*time.Second)
 
-	// --- unregister-push-apns: the device is dead, Prosody gets item-not-found. ---
+	// --- unregister-push-apns: alice's registration ends, Prosody gets item-not-found. ---
 	alice = srv.Login(t, "alice", "alice-pw")
 	var un commandAnswer
 	alice.IQTo("set", srv.ComponentJID, `<command xmlns='http://jabber.org/protocol/commands' node='unregister-push-apns' action='execute'>`+

@@ -116,10 +116,18 @@ func TestProsodyEndToEnd(t *testing.T) {
 	bob.Message(srv.JID("alice"), "are you there?")
 	srv.WaitLog("Got error <cancel:item-not-found:the device is unregistered>", 15*time.Second)
 
-	// Registering the token again re-activates the device; the IQ result resets Prosody's
+	// Registering the token again without the registration's own node and secret is another
+	// registration: alice's stays unregistered.
+	if status, out := postJSON(t, "http://"+httpAddr+"/v1/registrations", map[string]string{"app": testenv.IOSApp, "token": testenv.APNsToken}); status != 200 || out["node"] == node {
+		t.Fatalf("register again: %d %v", status, out)
+	}
+	bob.Message(srv.JID("alice"), "still unregistered?")
+	srv.WaitLogCount("Got error <cancel:item-not-found:the device is unregistered>", 2, 15*time.Second)
+
+	// Renewing it with its node and secret re-activates it; the IQ result resets Prosody's
 	// error count for alice's registration, which proves Prosody received the result.
-	if status, out := postJSON(t, "http://"+httpAddr+"/v1/registrations", map[string]string{"app": testenv.IOSApp, "token": testenv.APNsToken}); status != 200 || out["node"] != node {
-		t.Fatalf("re-register: %d %v", status, out)
+	if status, out := postJSON(t, "http://"+httpAddr+"/v1/registrations", map[string]string{"app": testenv.IOSApp, "token": testenv.APNsToken, "node": node, "secret": secret}); status != 200 || out["node"] != node {
+		t.Fatalf("renew: %d %v", status, out)
 	}
 	bob.Message(srv.JID("alice"), "back again")
 	srv.WaitLog("Push succeeded, error count for identifier 'push.localhost<"+node+"' is now at 0 again", 15*time.Second)

@@ -85,7 +85,9 @@ func run(ctx context.Context, args []string) error {
 	devCtx, stopDevices := context.WithCancel(context.WithoutCancel(ctx))
 	devDone := make(chan error, 1)
 	go func() { devDone <- devs.Run(devCtx, &kcfg, log) }()
-	defer func() { stopDevices(); <-devDone }()
+	expiryDone := make(chan struct{})
+	go func() { devs.RunExpiry(devCtx, producer, cfg.UnregisteredRetention, log); close(expiryDone) }()
+	defer func() { stopDevices(); <-devDone; <-expiryDone }()
 	base.Admin.AddCheck(admin.Check{Name: "kafka", Fn: kcfg.Ping})
 
 	ing, err := core.New(core.Config{
@@ -114,12 +116,14 @@ func run(ctx context.Context, args []string) error {
 	}
 	httpSrv := &http.Server{
 		Handler: httpapi.New(ing, httpapi.Options{Tenants: deps.Tenants, MaxBody: int64(cfg.MaxBody),
-			ClientRate: deps.ClientRate, TenantRate: deps.TenantRate, Log: log}),
+			ClientRate: deps.ClientRate, TrustedProxies: deps.Proxies, TenantRate: deps.TenantRate, Log: log}),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       15 * time.Second,
 		WriteTimeout:      cfg.ProduceTimeout + 15*time.Second,
 		IdleTimeout:       90 * time.Second,
 		MaxHeaderBytes:    16 << 10,
+		// net/http's own messages go through the service's logger and its privacy guard.
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	httpDone := make(chan error, 1)
 	go func() { httpDone <- httpSrv.Serve(ln) }()

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/wakepush/wakepush/schemas/topics"
+	"github.com/wakepush/wakepush/services/internal/clickhousex"
 	"github.com/wakepush/wakepush/services/internal/config"
 	"github.com/wakepush/wakepush/services/internal/kafkax"
 	"github.com/wakepush/wakepush/services/internal/service"
@@ -14,6 +15,7 @@ type settings struct {
 	Service       service.Flags
 	Kafka         kafkax.Config
 	ClickHouseDSN string
+	ClickHouse    clickhousex.Config // TLS and credentials beside the DSN
 	Group         string
 	BatchRows     int
 	FlushInterval time.Duration
@@ -25,8 +27,9 @@ func loadSettings(args []string) (*settings, error) {
 	s := config.New("recorder")
 	c.Service.Register(s, "127.0.0.1:18094")
 	c.Kafka.Register(s)
-	s.String(&c.ClickHouseDSN, "clickhouse-dsn", "WAKEPUSH_CLICKHOUSE_DSN", "clickhouse://127.0.0.1:19000/wakepush",
+	s.Secret(&c.ClickHouseDSN, "WAKEPUSH_CLICKHOUSE_DSN", "clickhouse://127.0.0.1:19000/wakepush",
 		"ClickHouse native-protocol DSN; its database (default wakepush) is created and migrated at start; credentials and TLS go here too (clickhouse://user:pass@host:9440/wakepush?secure=true)")
+	c.ClickHouse.Register(s)
 	s.String(&c.Group, "recorder-group", "WAKEPUSH_RECORDER_GROUP", "wakepush-recorder", "Kafka consumer group id")
 	s.Int(&c.BatchRows, "recorder-batch-rows", "WAKEPUSH_RECORDER_BATCH_ROWS", 10000,
 		"pending records (all tables together) that trigger a flush; also bounds the memory held while ClickHouse is down")
@@ -44,7 +47,7 @@ func loadSettings(args []string) (*settings, error) {
 	chk.Require(c.BatchRows >= 1 && c.BatchRows <= 1_000_000, "WAKEPUSH_RECORDER_BATCH_ROWS must be in [1, 1000000], got %d", c.BatchRows)
 	chk.Require(c.FlushInterval > 0, "WAKEPUSH_RECORDER_FLUSH_INTERVAL must be > 0")
 	chk.Require(c.InsertTimeout > 0, "WAKEPUSH_RECORDER_INSERT_TIMEOUT must be > 0")
-	if _, _, err := parseDSN(c.ClickHouseDSN); err != nil {
+	if _, _, err := connOptions(c.ClickHouseDSN, c.ClickHouse); err != nil {
 		chk.Add(err)
 	}
 	if err := chk.Err(); err != nil {

@@ -46,7 +46,7 @@ func run(ctx context.Context, args []string) error {
 	}
 
 	// 4. The ClickHouse database and schema, migrated (retrying while ClickHouse is not reachable).
-	store, err := openStore(ctx, cfg.ClickHouseDSN, base.Log)
+	store, err := openStore(ctx, cfg.ClickHouseDSN, cfg.ClickHouse, base.Log)
 	if err != nil {
 		return base.StartErr(ctx, err)
 	}

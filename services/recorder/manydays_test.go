@@ -10,6 +10,7 @@ import (
 	"github.com/wakepush/wakepush/deploy/local/stacktest"
 	wakepushv1 "github.com/wakepush/wakepush/schemas/gen/wakepushv1"
 	"github.com/wakepush/wakepush/schemas/topics"
+	"github.com/wakepush/wakepush/services/internal/clickhousex"
 )
 
 // A replay of the compacted push.registrations topic spans years of created_at, and any long
@@ -19,7 +20,7 @@ func TestStoreInsertManyDays(t *testing.T) {
 	srv := stacktest.ClickHouse(t)
 	db, conn := testDatabase(t, srv, "rec_days")
 	ctx := t.Context()
-	s, err := openStore(ctx, srv.DSN(db), discardLogger())
+	s, err := openStore(ctx, srv.DSN(db), clickhousex.Config{}, discardLogger())
 	if err != nil {
 		t.Fatal(err)
 	}

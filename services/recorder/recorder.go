@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"slices"
@@ -90,6 +91,7 @@ func newRecorder(opts options, in fetcher, out inserter, log *slog.Logger) (*rec
 // Run records until ctx ends, then flushes what is pending within a context from drainCtx and
 // returns. Records whose rows could not be inserted are not committed: they are read again.
 func (r *recorder) Run(ctx context.Context, drainCtx func() (context.Context, context.CancelFunc)) error {
+	backoff := fetchRetryMin
 	for ctx.Err() == nil {
 		if r.pending > 0 && (r.pending >= r.opts.BatchRows || !time.Now().Before(r.flushAt())) {
 			if err := r.flush(ctx); err != nil {
@@ -110,13 +112,31 @@ func (r *recorder) Run(ctx context.Context, drainCtx func() (context.Context, co
 			if errors.Is(err, context.DeadlineExceeded) {
 				continue // time to flush
 			}
+			if !errors.Is(err, io.EOF) {
+				// Kafka unreachable (a broker restart, a network blip): the reader reconnects
+				// on the next fetch. Pending records stay pending (they are flushed when due).
+				r.log.Warn("fetch from Kafka failed (retrying)", "err", err, "retry_in", backoff)
+				select {
+				case <-ctx.Done():
+				case <-time.After(backoff):
+				}
+				backoff = min(2*backoff, fetchRetryMax)
+				continue
+			}
 			derr := r.drain(drainCtx)
 			return errors.Join(fmt.Errorf("fetch from Kafka: %w", err), derr)
 		}
+		backoff = fetchRetryMin
 		r.add(ctx, &msg)
 	}
 	return r.drain(drainCtx)
 }
+
+// fetchRetryMin and fetchRetryMax bound the backoff after a failed fetch.
+const (
+	fetchRetryMin = 100 * time.Millisecond
+	fetchRetryMax = 5 * time.Second
+)
 
 func (r *recorder) flushAt() time.Time { return r.since.Add(r.opts.FlushInterval) }
 
@@ -141,6 +161,15 @@ func (r *recorder) drain(drainCtx func() (context.Context, context.CancelFunc)) 
 func (r *recorder) add(ctx context.Context, msg *kafka.Message) {
 	r.m.observeLag(msg)
 	schemaName := kafkax.Header(msg, records.HeaderSchema)
+	if msg.Value == nil && schemaName == "" {
+		// A tombstone (push.registrations forgets an expired unregistration): no row; its
+		// offset is committed with the next flush (or it is read and skipped again).
+		tp := topicPartition{msg.Topic, msg.Partition}
+		if c, ok := r.commit[tp]; !ok || msg.Offset > c.Offset {
+			r.commit[tp] = kafka.Message{Topic: msg.Topic, Partition: msg.Partition, Offset: msg.Offset}
+		}
+		return
+	}
 	var (
 		t   table
 		row []any

@@ -25,6 +25,7 @@ import (
 	wakepushv1 "github.com/wakepush/wakepush/schemas/gen/wakepushv1"
 	"github.com/wakepush/wakepush/schemas/records"
 	"github.com/wakepush/wakepush/schemas/topics"
+	"github.com/wakepush/wakepush/services/internal/clickhousex"
 	"github.com/wakepush/wakepush/services/internal/kafkax"
 )
 
@@ -117,10 +118,10 @@ func TestRecorderEndToEnd(t *testing.T) {
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
 	runErr := make(chan error, 1)
+	t.Setenv("WAKEPUSH_CLICKHOUSE_DSN", srv.DSN(db)) // a secret: environment or file only
 	go func() {
 		runErr <- run(ctx, []string{
 			"-kafka-brokers", brokers, "-kafka-partitions", "2",
-			"-clickhouse-dsn", srv.DSN(db),
 			"-admin-addr", admin, "-log-format", "text", "-log-level", "warn",
 			"-recorder-group", group, "-recorder-flush-interval", "100ms", "-drain-timeout", "20s",
 		})
@@ -366,7 +367,7 @@ func TestStoreInsertDeduplicates(t *testing.T) {
 	srv := stacktest.ClickHouse(t)
 	db, conn := testDatabase(t, srv, "rec_dedup")
 	ctx := t.Context()
-	s, err := openStore(ctx, srv.DSN(db), discardLogger())
+	s, err := openStore(ctx, srv.DSN(db), clickhousex.Config{}, discardLogger())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -418,7 +419,7 @@ func BenchmarkInsert(b *testing.B) {
 	srv := stacktest.ClickHouse(b)
 	db, _ := testDatabase(b, srv, "rec_bench")
 	ctx := context.Background()
-	s, err := openStore(ctx, srv.DSN(db), discardLogger())
+	s, err := openStore(ctx, srv.DSN(db), clickhousex.Config{}, discardLogger())
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -249,6 +249,24 @@ func TestPoisonRecordIsSkippedAsDeadLetter(t *testing.T) {
 	}
 }
 
+// A tombstone of push.registrations (an expired unregistration) is no record to project and no
+// poison: no row anywhere; its offset is committed with the next flush.
+func TestTombstoneIsSkipped(t *testing.T) {
+	t.Parallel()
+	r, s := newFakeReader(), &fakeStore{}
+	startRecorder(t, options{BatchRows: 1, FlushInterval: time.Hour}, r, s)
+	r.msgs <- kafka.Message{Topic: "push.registrations", Partition: 0, Offset: 4, Key: []byte("d/r"), HighWaterMark: 6}
+	r.msgs <- recordMsg(t, "push.registrations", 0, 5, &wakepushv1.Registration{Id: "r", CreatedAt: tsp(t0), DeviceId: "d"})
+	waitFor(t, "a flush", func() bool { return r.committed()[topicPartition{"push.registrations", 0}] == 5 })
+	got := map[string]int{}
+	for _, c := range s.snapshot() {
+		got[c.table] += c.rows
+	}
+	if len(got) != 1 || got["registrations"] != 1 {
+		t.Errorf("rows per table = %v, want 1 registrations row only", got)
+	}
+}
+
 func TestDrainOnShutdown(t *testing.T) {
 	t.Parallel()
 	r, s := newFakeReader(), &fakeStore{}

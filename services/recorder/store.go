@@ -12,6 +12,8 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	schema "github.com/wakepush/wakepush/schemas/clickhouse"
+	"github.com/wakepush/wakepush/services/internal/clickhousex"
+	"github.com/wakepush/wakepush/services/internal/redact"
 )
 
 // store writes row batches into ClickHouse over the native protocol.
@@ -26,7 +28,8 @@ type store struct {
 func parseDSN(dsn string) (*clickhouse.Options, string, error) {
 	opts, err := clickhouse.ParseDSN(dsn)
 	if err != nil {
-		return nil, "", fmt.Errorf("WAKEPUSH_CLICKHOUSE_DSN: %w", err)
+		// url.Parse's errors quote the whole DSN, password included.
+		return nil, "", fmt.Errorf("WAKEPUSH_CLICKHOUSE_DSN: %w", redact.Error(err))
 	}
 	db := opts.Auth.Database
 	if db == "" {
@@ -42,11 +45,24 @@ func parseDSN(dsn string) (*clickhouse.Options, string, error) {
 	return opts, db, nil
 }
 
-// openStore connects to ClickHouse and applies the schema migrations, retrying while ClickHouse
-// is not reachable until ctx ends. A changed applied migration or an error ClickHouse reports
-// for a migration statement is returned at once: retrying would not fix it.
-func openStore(ctx context.Context, dsn string, log *slog.Logger) (*store, error) {
+// connOptions is parseDSN with the TLS and credential settings of sec applied.
+func connOptions(dsn string, sec clickhousex.Config) (*clickhouse.Options, string, error) {
 	opts, db, err := parseDSN(dsn)
+	if err != nil {
+		return nil, "", err
+	}
+	if err := sec.Apply(opts); err != nil {
+		return nil, "", err
+	}
+	return opts, db, nil
+}
+
+// openStore connects to ClickHouse (dsn, with sec's TLS and credentials) and applies the schema
+// migrations, retrying while ClickHouse is not reachable until ctx ends. A changed applied
+// migration or an error ClickHouse reports for a migration statement is returned at once:
+// retrying would not fix it.
+func openStore(ctx context.Context, dsn string, sec clickhousex.Config, log *slog.Logger) (*store, error) {
+	opts, db, err := connOptions(dsn, sec)
 	if err != nil {
 		return nil, err
 	}

@@ -3,6 +3,7 @@ package chdb
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -18,7 +19,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/wakepush/wakepush/deploy/local/childproc"
 	"github.com/wakepush/wakepush/deploy/local/freeport"
+	"github.com/wakepush/wakepush/deploy/local/tlsproxy"
 )
 
 // ServerPackage is the import path of the launcher that Start builds.
@@ -43,6 +46,13 @@ type StartOptions struct {
 	Output io.Writer
 	// ReadyTimeout bounds the wait for GET /ping; default 60 s.
 	ReadyTimeout time.Duration
+	// Users are accounts with passwords besides the passwordless default user.
+	Users []User
+	// TLS, when set, also serves the native protocol over TLS at Server.SecureTCPAddr with
+	// this configuration (its certificate; ClientAuth and ClientCAs for mutual TLS). libchdb
+	// cannot serve TLS itself: a terminator in this process forwards to TCPAddr (see
+	// security.go).
+	TLS *tls.Config
 }
 
 // Server is a running chdb-server subprocess.
@@ -51,16 +61,17 @@ type Server struct {
 	TCPAddr string
 	// HTTPAddr is the HTTP interface address, host:port.
 	HTTPAddr string
+	// SecureTCPAddr is the native protocol over TLS (StartOptions.TLS), host:port, or empty.
+	SecureTCPAddr string
 	// DataDir is the absolute data directory.
 	DataDir string
 
-	cmd      *exec.Cmd
-	done     chan struct{}
-	waitErr  error
-	tail     *tailBuffer
-	stopOnce sync.Once
-	stopErr  error
+	proc *childproc.Process
+	tail *tailBuffer
 }
+
+// stopTimeout is how long Stop waits after SIGTERM before SIGKILL.
+const stopTimeout = 10 * time.Second
 
 // Start launches a ClickHouse server and waits until it answers GET /ping.
 func Start(ctx context.Context, opts StartOptions) (*Server, error) {
@@ -104,33 +115,34 @@ func Start(ctx context.Context, opts StartOptions) (*Server, error) {
 		TCPAddr:  net.JoinHostPort(host, strconv.Itoa(tcpPort)),
 		HTTPAddr: net.JoinHostPort(host, strconv.Itoa(httpPort)),
 		DataDir:  dataDir,
-		done:     make(chan struct{}),
 		tail:     &tailBuffer{max: 16 << 10},
 	}
 	var out io.Writer = s.tail
 	if opts.Output != nil {
 		out = io.MultiWriter(opts.Output, s.tail)
 	}
-	s.cmd = exec.Command(bin,
+	s.proc = childproc.Command(stopTimeout, bin,
 		"-lib", lib,
 		"-path", dataDir,
 		"-tcp-port", strconv.Itoa(tcpPort),
 		"-http-port", strconv.Itoa(httpPort),
 		"-listen-host", host,
 	)
-	s.cmd.Stdout = out
-	s.cmd.Stderr = out
-	s.cmd.WaitDelay = 5 * time.Second
+	if len(opts.Users) > 0 {
+		cfgFile, err := writeUsersConfig(filepath.Join(dataDir, ".wakepush-users"), opts.Users)
+		if err != nil {
+			return nil, err
+		}
+		s.proc.Cmd.Args = append(s.proc.Cmd.Args, "-config-file", cfgFile)
+	}
+	s.proc.Cmd.Stdout = out
+	s.proc.Cmd.Stderr = out
 	// Do not outlive the process that started the server (e.g. a test binary
 	// that forgot to Stop it).
-	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
-	if err := s.cmd.Start(); err != nil {
+	s.proc.Cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	if err := s.proc.Start(); err != nil {
 		return nil, fmt.Errorf("chdb: start %s: %w", bin, err)
 	}
-	go func() {
-		s.waitErr = s.cmd.Wait()
-		close(s.done)
-	}()
 
 	timeout := opts.ReadyTimeout
 	if timeout <= 0 {
@@ -139,6 +151,15 @@ func Start(ctx context.Context, opts StartOptions) (*Server, error) {
 	if err := s.waitReady(ctx, timeout); err != nil {
 		_ = s.Stop()
 		return nil, fmt.Errorf("chdb: %w\n--- chdb-server output (tail) ---\n%s", err, s.tail.String())
+	}
+	if opts.TLS != nil {
+		proxy, err := tlsproxy.Start(net.JoinHostPort(host, "0"), s.TCPAddr, opts.TLS)
+		if err != nil {
+			_ = s.Stop()
+			return nil, fmt.Errorf("chdb: %w", err)
+		}
+		s.SecureTCPAddr = proxy.Addr()
+		go func() { <-s.Done(); proxy.Close() }()
 	}
 	return s, nil
 }
@@ -162,8 +183,8 @@ func (s *Server) waitReady(ctx context.Context, timeout time.Duration) error {
 		}
 		lastErr = err
 		select {
-		case <-s.done:
-			return fmt.Errorf("chdb-server exited before it was ready: %v", s.waitErr)
+		case <-s.proc.Done():
+			return fmt.Errorf("chdb-server exited before it was ready: %v", s.proc.Err())
 		case <-ctx.Done():
 			return fmt.Errorf("chdb-server not ready after %s: %v", timeout, lastErr)
 		case <-time.After(100 * time.Millisecond):
@@ -172,20 +193,13 @@ func (s *Server) waitReady(ctx context.Context, timeout time.Duration) error {
 }
 
 // Done is closed when the server process has exited.
-func (s *Server) Done() <-chan struct{} { return s.done }
+func (s *Server) Done() <-chan struct{} { return s.proc.Done() }
 
 // Pid is the server process's id (e.g. to sample its CPU use).
-func (s *Server) Pid() int { return s.cmd.Process.Pid }
+func (s *Server) Pid() int { return s.proc.Pid() }
 
 // Err returns how the process ended, once Done is closed.
-func (s *Server) Err() error {
-	select {
-	case <-s.done:
-		return s.waitErr
-	default:
-		return nil
-	}
-}
+func (s *Server) Err() error { return s.proc.Err() }
 
 // DSN returns a clickhouse-go DSN for the native protocol and database.
 func (s *Server) DSN(database string) string {
@@ -193,28 +207,16 @@ func (s *Server) DSN(database string) string {
 }
 
 // Stop sends SIGTERM, waits up to 10 s, then kills the server. It returns an
-// error only if the process could not be stopped. Safe to call repeatedly.
+// error only if the process could not be stopped (its exit status is Err).
+// Safe to call repeatedly.
 func (s *Server) Stop() error {
-	s.stopOnce.Do(func() {
-		select {
-		case <-s.done:
-			return
-		default:
-		}
-		_ = s.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-s.done:
-			return
-		case <-time.After(10 * time.Second):
-		}
-		_ = s.cmd.Process.Kill()
-		select {
-		case <-s.done:
-		case <-time.After(10 * time.Second):
-			s.stopErr = fmt.Errorf("chdb: server pid %d did not exit after SIGKILL", s.cmd.Process.Pid)
-		}
-	})
-	return s.stopErr
+	err := s.proc.Stop()
+	select {
+	case <-s.proc.Done():
+		return nil
+	default:
+		return fmt.Errorf("chdb: stop server: %w", err)
+	}
 }
 
 // BuildServer builds the chdb-server launcher into <cache>/bin/chdb-server

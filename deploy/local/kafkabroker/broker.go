@@ -7,10 +7,15 @@
 // producing to or fetching from a topic nobody created fails with
 // UNKNOWN_TOPIC_OR_PARTITION, the same as a production cluster configured with
 // auto.create.topics.enable=false.
+//
+// For tests of transport security the broker can speak TLS (Options.TLS) and
+// require SASL authentication (Options.SASL: PLAIN, SCRAM-SHA-256,
+// SCRAM-SHA-512 users); kfake applies both to every listener.
 package kafkabroker
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -43,12 +48,29 @@ type Options struct {
 	// DefaultPartitions is the partition count of CreateTopics requests
 	// that ask for -1 partitions. Zero keeps kfake's default (10).
 	DefaultPartitions int
+	// Brokers is the number of brokers in the cluster (0 means 1). More than
+	// one needs port 0 in Addr: each broker listens on a free port. Topics
+	// can then be created with a replication factor up to Brokers.
+	Brokers int
+	// TLS makes every listener speak TLS with this configuration (its
+	// Certificates; ClientAuth and ClientCAs for mutual TLS). Nil: plain TCP.
+	TLS *tls.Config
+	// SASL users; when there is any, every connection must authenticate
+	// with one of them before any other request. They are superusers.
+	SASL []SASLUser
+}
+
+// SASLUser is a SASL account of the broker.
+type SASLUser struct {
+	// Mechanism is PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
+	Mechanism      string
+	User, Password string
 }
 
 // Broker is a running single-node Kafka cluster.
 type Broker struct {
 	cluster *kfake.Cluster
-	addr    string
+	addrs   []string
 }
 
 // Start starts a broker listening on opts.Addr.
@@ -69,8 +91,14 @@ func Start(opts Options) (*Broker, error) {
 		return nil, fmt.Errorf("kafkabroker: invalid port in address %q", addr)
 	}
 
+	brokers := max(opts.Brokers, 1)
+	if brokers > 1 && port != 0 {
+		return nil, fmt.Errorf("kafkabroker: %d brokers need port 0 in address %q", brokers, addr)
+	}
+	ports := make([]int, brokers) // 0: a free port each
+	ports[0] = port
 	kopts := []kfake.Opt{
-		kfake.Ports(port), // one broker
+		kfake.Ports(ports...),
 		// kfake always asks to listen on 127.0.0.1:<port>; listen on the
 		// requested host instead.
 		kfake.ListenFn(func(network, address string) (net.Listener, error) {
@@ -88,6 +116,23 @@ func Start(opts Options) (*Broker, error) {
 	if opts.DefaultPartitions > 0 {
 		kopts = append(kopts, kfake.DefaultNumPartitions(opts.DefaultPartitions))
 	}
+	if opts.TLS != nil {
+		kopts = append(kopts, kfake.TLS(opts.TLS))
+	}
+	if len(opts.SASL) > 0 {
+		kopts = append(kopts, kfake.EnableSASL())
+		for _, u := range opts.SASL {
+			switch u.Mechanism {
+			case "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512":
+			default:
+				return nil, fmt.Errorf("kafkabroker: SASL mechanism %q of user %q: want PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", u.Mechanism, u.User)
+			}
+			if u.User == "" || u.Password == "" {
+				return nil, fmt.Errorf("kafkabroker: a %s SASL user needs a name and a password", u.Mechanism)
+			}
+			kopts = append(kopts, kfake.Superuser(u.Mechanism, u.User, u.Password))
+		}
+	}
 	if opts.DataDir != "" {
 		kopts = append(kopts, kfake.DataDir(opts.DataDir))
 		if opts.SyncWrites {
@@ -102,15 +147,18 @@ func Start(opts Options) (*Broker, error) {
 		return nil, fmt.Errorf("kafkabroker: start on %s: %w", addr, err)
 	}
 	addrs := c.ListenAddrs()
-	if len(addrs) != 1 {
+	if len(addrs) != brokers {
 		c.Close()
-		return nil, fmt.Errorf("kafkabroker: expected one listener, got %v", addrs)
+		return nil, fmt.Errorf("kafkabroker: expected %d listener(s), got %v", brokers, addrs)
 	}
-	return &Broker{cluster: c, addr: addrs[0]}, nil
+	return &Broker{cluster: c, addrs: addrs}, nil
 }
 
-// Addr returns the bootstrap address, "host:port".
-func (b *Broker) Addr() string { return b.addr }
+// Addr returns the bootstrap address (the first broker's), "host:port".
+func (b *Broker) Addr() string { return b.addrs[0] }
+
+// Addrs returns every broker's address.
+func (b *Broker) Addrs() []string { return append([]string(nil), b.addrs...) }
 
 // Cluster exposes the underlying kfake cluster for tests that need its
 // controls (fault injection, Compact, ...).

@@ -24,6 +24,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -31,6 +32,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wakepush/wakepush/deploy/local/childproc"
 	"github.com/wakepush/wakepush/deploy/local/freeport"
 )
 
@@ -51,6 +53,9 @@ type Options struct {
 	GlobalConfig string
 	// StartTimeout bounds waiting for the ports (20s).
 	StartTimeout time.Duration
+	// ComponentTLS, when set, also accepts component connections over direct TLS at
+	// Server.SecureComponentAddr with this certificate (see secure.go).
+	ComponentTLS *CertFiles
 }
 
 // Server is a running Prosody.
@@ -61,16 +66,17 @@ type Server struct {
 	C2SAddr string
 	// ComponentAddr is the XEP-0114 component port, 127.0.0.1:PORT.
 	ComponentAddr string
+	// SecureComponentAddr is the direct TLS port that also accepts XEP-0114 (Options.ComponentTLS),
+	// 127.0.0.1:PORT, or empty.
+	SecureComponentAddr string
 	// ComponentJID and ComponentSecret are the Component the server accepts.
 	ComponentJID, ComponentSecret string
 	// Dir holds ConfigPath, the data directory and LogPath.
 	Dir, ConfigPath, LogPath string
 
 	t    testing.TB
-	cmd  *exec.Cmd
+	proc *childproc.Process
 	out  *lockedBuffer
-	done chan struct{}
-	err  error // the process's exit, once done is closed
 
 	stopOnce sync.Once
 }
@@ -207,7 +213,14 @@ func start(t testing.TB, su setup, opts Options) (*Server, error) {
 		LogPath:         filepath.Join(dir, "prosody.log"),
 		t:               t,
 		out:             &lockedBuffer{},
-		done:            make(chan struct{}),
+	}
+	if opts.ComponentTLS != nil {
+		securePort, err := freeport.Port()
+		if err != nil {
+			return nil, err
+		}
+		s.SecureComponentAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(securePort))
+		opts.Modules = append(slices.Clip(opts.Modules), "net_multiplex")
 	}
 	for _, d := range []string{"data", "certs"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o750); err != nil {
@@ -221,18 +234,15 @@ func start(t testing.TB, su setup, opts Options) (*Server, error) {
 	if err := os.WriteFile(s.ConfigPath, []byte(cfg), 0o640); err != nil {
 		return nil, err
 	}
-	s.cmd = exec.Command(su.prosody, "-F", "--config", s.ConfigPath)
-	s.cmd.Dir = dir
-	s.cmd.Stdout = s.out
-	s.cmd.Stderr = s.out
-	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := s.cmd.Start(); err != nil {
+	proc := childproc.Command(stopTimeout, su.prosody, "-F", "--config", s.ConfigPath)
+	proc.Cmd.Dir = dir
+	proc.Cmd.Stdout = s.out
+	proc.Cmd.Stderr = s.out
+	proc.Cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := proc.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", su.prosody, err)
 	}
-	go func() {
-		s.err = s.cmd.Wait()
-		close(s.done)
-	}()
+	s.proc = proc
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("prosody: end of %s:\n%s", s.LogPath, tail(s.Log(), 60))
@@ -257,8 +267,8 @@ func (s *Server) waitReady(c2sPort, compPort int, timeout time.Duration) error {
 	compLine := fmt.Sprintf("Activated service 'component' on [127.0.0.1]:%d", compPort)
 	for {
 		select {
-		case <-s.done:
-			return fmt.Errorf("prosody exited during start (%v): %s\n%s", s.err, tail(s.out.String(), 20), tail(s.Log(), 20))
+		case <-s.proc.Done():
+			return fmt.Errorf("prosody exited during start (%v): %s\n%s", s.proc.Err(), tail(s.out.String(), 20), tail(s.Log(), 20))
 		default:
 		}
 		log := s.Log()
@@ -266,7 +276,7 @@ func (s *Server) waitReady(c2sPort, compPort int, timeout time.Duration) error {
 			s.Stop()
 			return fmt.Errorf("%w: %s", errPortTaken, tail(log, 5))
 		}
-		if strings.Contains(log, c2sLine) && strings.Contains(log, compLine) && dialable(s.C2SAddr) && dialable(s.ComponentAddr) {
+		if strings.Contains(log, c2sLine) && strings.Contains(log, compLine) && dialable(s.C2SAddr) && dialable(s.ComponentAddr) && s.secureReady(log) {
 			return nil
 		}
 		if time.Now().After(deadline) {
@@ -351,6 +361,7 @@ modules_enabled = %s
 modules_disabled = { "tls", "s2s", "dialback" }
 `, os.Geteuid() == 0, q(filepath.Join(s.Dir, "prosody.pid")), q(filepath.Join(s.Dir, "data")), q(filepath.Join(s.Dir, "certs")),
 		list(su.pluginPaths), q(opts.LogLevel), q(s.LogPath), c2sPort, compPort, list(modules))
+	b.WriteString(s.secureConfig(opts, q))
 	if opts.GlobalConfig != "" {
 		b.WriteString("\n" + opts.GlobalConfig + "\n")
 	}
@@ -429,30 +440,30 @@ func findLine(log, substr string) (string, bool) {
 	return "", false
 }
 
-// Stop terminates Prosody (SIGTERM, then SIGKILL after 5s) and waits for it. It is safe to call
-// more than once and is called when the test ends.
+// stopTimeout is how long Stop waits after SIGTERM before it kills Prosody's process group.
+const stopTimeout = 5 * time.Second
+
+// Stop terminates Prosody (SIGTERM, then SIGKILL to its process group after 5s) and waits for
+// it. It is safe to call more than once and is called when the test ends.
 func (s *Server) Stop() {
 	s.stopOnce.Do(func() {
-		if s.cmd == nil || s.cmd.Process == nil {
+		if s.proc == nil {
 			return
 		}
+		err := s.proc.Stop()
 		select {
-		case <-s.done:
-			return
+		case <-s.proc.Done():
+			if s.proc.Killed() {
+				s.t.Logf("prosody: still running %s after SIGTERM: killed", stopTimeout)
+			}
 		default:
-		}
-		_ = s.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-s.done:
-		case <-time.After(5 * time.Second):
-			_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
-			<-s.done
+			s.t.Logf("prosody: %v", err) // not even SIGKILL ended it
 		}
 	})
 }
 
 // Done is closed when the Prosody process has exited.
-func (s *Server) Done() <-chan struct{} { return s.done }
+func (s *Server) Done() <-chan struct{} { return s.proc.Done() }
 
 func tail(s string, n int) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")

@@ -126,9 +126,16 @@ func (RegistrationSource) EnumDescriptor() ([]byte, []int) {
 	return file_wakepush_v1_registration_proto_rawDescGZIP(), []int{1}
 }
 
-// Registration is the latest state of one device, written to the compacted topic
-// push.registrations keyed by device_id. A device is (app, platform, provider token);
-// every account on that device shares it, whichever convention registered it.
+// Registration is the latest state of one registration of a device, written to the compacted
+// topic push.registrations. A device is (app, platform, provider token); every account on that
+// device shares it, whichever convention registered it. A device may have several registrations
+// (one per HTTP API registration, per ad-hoc account, per token-node environment), each with its
+// own node and secret; the device gets wakes while any of them is ACTIVE.
+//
+// The Kafka key is "<device_id>/<registration_id>" (the partition depends on device_id only, so
+// the topic stays co-partitioned), or "<device_id>" for a record without registration_id: the one
+// registration of a device as written before registration ids existed (v1 nodes). A tombstone (no
+// value) forgets the key once an unregistration is older than the retention.
 type Registration struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Unique, time-ordered record id (UUIDv7).
@@ -152,9 +159,13 @@ type Registration struct {
 	// "timestamp"). A registration made after it is still valid.
 	ProviderInvalidAt *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=provider_invalid_at,json=providerInvalidAt,proto3" json:"provider_invalid_at,omitempty"`
 	// When the device first registered with this token (kept across re-registrations).
-	RegisteredAt  *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=registered_at,json=registeredAt,proto3" json:"registered_at,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	RegisteredAt *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=registered_at,json=registeredAt,proto3" json:"registered_at,omitempty"`
+	// The registration within the device: 32 lowercase hex characters (random for HTTP API
+	// registrations, keyed hashes for ad-hoc accounts and token nodes). Empty: the device's v1
+	// registration, keyed by device_id alone. An UNREGISTERED record ends only this registration.
+	RegistrationId string `protobuf:"bytes,13,opt,name=registration_id,json=registrationId,proto3" json:"registration_id,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Registration) Reset() {
@@ -271,11 +282,18 @@ func (x *Registration) GetRegisteredAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Registration) GetRegistrationId() string {
+	if x != nil {
+		return x.RegistrationId
+	}
+	return ""
+}
+
 var File_wakepush_v1_registration_proto protoreflect.FileDescriptor
 
 const file_wakepush_v1_registration_proto_rawDesc = "" +
 	"\n" +
-	"\x1ewakepush/v1/registration.proto\x12\vwakepush.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18wakepush/v1/common.proto\"\xa1\x04\n" +
+	"\x1ewakepush/v1/registration.proto\x12\vwakepush.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18wakepush/v1/common.proto\"\xca\x04\n" +
 	"\fRegistration\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x129\n" +
 	"\n" +
@@ -290,7 +308,8 @@ const file_wakepush_v1_registration_proto_rawDesc = "" +
 	"\x06reason\x18\n" +
 	" \x01(\tR\x06reason\x12J\n" +
 	"\x13provider_invalid_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\x11providerInvalidAt\x12?\n" +
-	"\rregistered_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\fregisteredAt*{\n" +
+	"\rregistered_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\fregisteredAt\x12'\n" +
+	"\x0fregistration_id\x18\r \x01(\tR\x0eregistrationId*{\n" +
 	"\x11RegistrationState\x12\"\n" +
 	"\x1eREGISTRATION_STATE_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19REGISTRATION_STATE_ACTIVE\x10\x01\x12#\n" +

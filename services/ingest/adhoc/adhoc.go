@@ -7,7 +7,10 @@
 //   - unregister-push-apns / unregister-push-fcm.
 //
 // Registrations go through the same core as the HTTP API (source ADHOC): the same token gives
-// the same device_id, node and secret whichever convention registered it. The app each
+// the same device_id whichever convention registered it. Each account (the bare JID the command
+// comes from, as authenticated by its server) has its own registration of the device, with its
+// own node and secret: registering again returns the account's registration, never another
+// account's, and unregister-push-* ends only the account's own registration. The app each
 // service registers for is configured (WAKEPUSH_ADHOC_APPS); the client does not name it.
 package adhoc
 
@@ -34,7 +37,7 @@ const NSCommands = "http://jabber.org/protocol/commands"
 // Registrar is the part of the core the commands need (core.Ingester).
 type Registrar interface {
 	Register(ctx context.Context, req core.RegisterRequest) (core.Registered, error)
-	UnregisterToken(ctx context.Context, app, token, reason string, source wakepushv1.RegistrationSource) (string, error)
+	UnregisterAccount(ctx context.Context, app, token, account, reason string, source wakepushv1.RegistrationSource) (string, error)
 }
 
 // Services maps a push service name ("apns", "fcm") to the app its commands register for.
@@ -159,13 +162,17 @@ func (c *Commands) HandleCommand(ctx context.Context, iq xmpp.IQ) (string, *xmpp
 	if sid == "" {
 		sid = newSessionID()
 	}
+	account := bareJID(iq.From)
+	if account == "" {
+		return "", xmpp.NewError(xmpp.ErrorModify, xmpp.BadRequest, "the command needs a sender")
+	}
 	token := vals["token"]
 	switch verb {
 	case "register":
 		if token == "" {
 			return "", xmpp.NewError(xmpp.ErrorModify, xmpp.BadRequest, "field token is required")
 		}
-		r, err := c.core.Register(ctx, core.RegisterRequest{App: app, Token: token, Source: wakepushv1.RegistrationSource_REGISTRATION_SOURCE_ADHOC})
+		r, err := c.core.Register(ctx, core.RegisterRequest{App: app, Token: token, Account: account, Source: wakepushv1.RegistrationSource_REGISTRATION_SOURCE_ADHOC})
 		if err != nil {
 			return "", errorFor(err)
 		}
@@ -185,7 +192,9 @@ func (c *Commands) HandleCommand(ctx context.Context, iq xmpp.IQ) (string, *xmpp
 		if token == "" {
 			return "", xmpp.NewError(xmpp.ErrorModify, xmpp.BadRequest, "field token is required to unregister the device")
 		}
-		if _, err := c.core.UnregisterToken(ctx, app, token, "client", wakepushv1.RegistrationSource_REGISTRATION_SOURCE_ADHOC); err != nil {
+		// Only this account's registration of the device: another account's, an app's and a
+		// token node's stay (and keep the device's wakes).
+		if _, err := c.core.UnregisterAccount(ctx, app, token, account, "client", wakepushv1.RegistrationSource_REGISTRATION_SOURCE_ADHOC); err != nil {
 			return "", errorFor(err)
 		}
 		return commandXML(node, sid, "completed", ""), nil

@@ -56,11 +56,15 @@ func (r result) get(name string) string {
 }
 
 func command(t *testing.T, node, fields string) xmpp.IQ {
+	return commandFrom(t, "alice@example.com/phone", node, fields)
+}
+
+func commandFrom(t *testing.T, from, node, fields string) xmpp.IQ {
 	x := ""
 	if fields != "" {
 		x = `<x xmlns='jabber:x:data' type='submit'>` + fields + `</x>`
 	}
-	return parseIQ(t, `<iq type='set' id='c' from='alice@example.com/phone' to='push.example.org'><command xmlns='http://jabber.org/protocol/commands' node='`+node+`' action='execute'>`+x+`</command></iq>`)
+	return parseIQ(t, `<iq type='set' id='c' from='`+from+`' to='push.example.org'><command xmlns='http://jabber.org/protocol/commands' node='`+node+`' action='execute'>`+x+`</command></iq>`)
 }
 
 func field(name, value string) string {
@@ -93,20 +97,33 @@ func TestCommands(t *testing.T) {
 		return r
 	}
 
-	// Conversations: one stage, token and android-id.
+	// Conversations: one stage, token and android-id. The registration is the account's
+	// (alice@example.com, whatever the resource) registration of the device.
 	r := run(command(t, "register-push-apns", field("FORM_TYPE", "https://p2.siacs.eu/push")+field("token", strings.ToUpper(testenv.APNsToken))+field("android-id", "abc123")))
-	want := testenv.Keys(t).Register(testenv.IOSApp, "apns", testenv.APNsToken)
+	keys := testenv.Keys(t)
+	dev := keys.DeviceID(testenv.IOSApp, "apns", testenv.APNsToken)
+	want := keys.RegistrationOf(dev, keys.AccountRegistrationID(dev, "alice@example.com"), testenv.IOSApp)
 	if r.Status != "completed" || r.get("jid") != "push.example.org" || r.get("node") != want.Node || r.get("secret") != want.Secret {
 		t.Fatalf("answer %+v, want %+v", r, want)
 	}
 	reg := p.Records()[0].Msg.(*wakepushv1.Registration)
-	if reg.Source != wakepushv1.RegistrationSource_REGISTRATION_SOURCE_ADHOC || reg.DeviceId != want.DeviceID || reg.App != testenv.IOSApp {
+	if reg.Source != wakepushv1.RegistrationSource_REGISTRATION_SOURCE_ADHOC || reg.DeviceId != want.DeviceID || reg.RegistrationId != want.RegistrationID ||
+		reg.App != testenv.IOSApp {
 		t.Fatalf("registration %v", reg)
 	}
-	// The HTTP API's registration of the same token is the same device.
+	// The same account from another resource gets the same registration back.
+	if r := run(commandFrom(t, "Alice@example.com/laptop", "register-push-apns", field("token", testenv.APNsToken))); r.get("node") != want.Node || r.get("secret") != want.Secret {
+		t.Fatalf("the account's second registration %+v, want %+v", r, want)
+	}
+	// The HTTP API's registration of the same token is the same device, another registration;
+	// so is another account's.
 	httpReg, err := in.Register(ctx, core.RegisterRequest{App: testenv.IOSApp, Token: testenv.APNsToken})
-	if err != nil || httpReg.Node != want.Node {
+	if err != nil || httpReg.DeviceID != want.DeviceID || httpReg.Node == want.Node {
 		t.Fatalf("%+v %v", httpReg, err)
+	}
+	mallory := run(commandFrom(t, "mallory@evil.example/x", "register-push-apns", field("token", testenv.APNsToken)))
+	if mallory.get("node") == "" || mallory.get("node") == want.Node || mallory.get("secret") == want.Secret {
+		t.Fatalf("another account registering alice's token got %+v (alice: %+v)", mallory, want)
 	}
 
 	// Multi-stage: execute without a form gets the form.
@@ -123,11 +140,24 @@ func TestCommands(t *testing.T) {
 	if r := run(command(t, "unregister-push-apns", field("token", testenv.APNsToken)+field("muc", "room@muc.example.com"))); r.Status != "completed" || len(p.Records()) != n {
 		t.Fatalf("answer %+v, %d records", r, len(p.Records())-n)
 	}
+	// Another account unregistering alice's token ends only its own registration.
+	if r := run(commandFrom(t, "mallory@evil.example/x", "unregister-push-apns", field("token", testenv.APNsToken))); r.Status != "completed" {
+		t.Fatalf("answer %+v", r)
+	}
+	if devs.Unregistered(want.DeviceID, want.RegistrationID) || devs.Unregistered(httpReg.DeviceID, httpReg.RegistrationID) {
+		t.Fatal("another account's unregister-push-apns ended alice's or the app's registration")
+	}
+	if _, err := in.Publish(ctx, core.Event{Node: want.Node, Secret: want.Secret}); err != nil {
+		t.Fatalf("publish to alice's registration after mallory's unregister: %v", err)
+	}
+	if _, err := in.Publish(ctx, core.Event{Node: mallory.get("node"), Secret: mallory.get("secret")}); core.CodeOf(err) != core.CodeGone {
+		t.Fatalf("publish to mallory's own registration after its unregister: %v", err)
+	}
 	if r := run(command(t, "unregister-push-apns", field("token", testenv.APNsToken)+field("android-id", "abc123"))); r.Status != "completed" {
 		t.Fatalf("answer %+v", r)
 	}
-	if !devs.Unregistered(want.DeviceID) {
-		t.Fatal("device not unregistered")
+	if !devs.Unregistered(want.DeviceID, want.RegistrationID) || devs.Unregistered(httpReg.DeviceID, httpReg.RegistrationID) {
+		t.Fatal("alice's unregister did not end her registration only")
 	}
 
 	for _, tt := range []struct {

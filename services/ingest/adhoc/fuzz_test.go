@@ -23,7 +23,7 @@ func (fakeRegistrar) Register(_ context.Context, req core.RegisterRequest) (core
 	return core.Registered{DeviceID: "d", Node: "v1.k.d." + req.App, Secret: "s", JID: "push.example.org"}, nil
 }
 
-func (fakeRegistrar) UnregisterToken(context.Context, string, string, string, wakepushv1.RegistrationSource) (string, error) {
+func (fakeRegistrar) UnregisterAccount(context.Context, string, string, string, string, wakepushv1.RegistrationSource) (string, error) {
 	return "", errors.New("kafka down")
 }
 

@@ -9,11 +9,18 @@
 // size limit, XML that is not well-formed, or a DTD end the stream with the matching stream error
 // and the client reconnects. On shutdown the client stops reading, lets in-flight handlers finish
 // and answers them, then closes the stream.
+//
+// The connection is plain TCP unless Config.TLS is set: then it is direct TLS (the TLS handshake
+// first, then the XEP-0114 stream), which Prosody serves on its ssl_ports (mod_net_multiplex)
+// and ejabberd on an ejabberd_service listener with tls: true. The handshake never sends the
+// secret (only SHA-1 of stream id and secret), but stanzas — publish-options with the node
+// secrets among them — cross a plain connection in clear.
 package component
 
 import (
 	"context"
 	"crypto/sha1"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -42,6 +49,9 @@ type Config struct {
 	JID string
 	// Secret is the shared component secret.
 	Secret string
+	// TLS, when set, makes the connection direct TLS with this configuration (RootCAs,
+	// ServerName; an empty ServerName means Addr's host). Nil: plain TCP.
+	TLS *tls.Config
 	// Connection numbers this connection among several to the same server as the same JID
 	// (ejabberd balances stanzas over them); it labels logs and metrics. 0 is treated as 1.
 	Connection int
@@ -200,6 +210,7 @@ func (c *Component) features() []string {
 // Run connects and serves until ctx ends, reconnecting after failures. When ctx ends it drains
 // the current connection (see package doc) and returns nil.
 func (c *Component) Run(ctx context.Context) error {
+	c.warnPlaintext()
 	attempt := 0
 	for {
 		began := time.Now()
@@ -278,13 +289,52 @@ type conn struct {
 	hcancel context.CancelFunc
 }
 
-// session runs one connection until it fails or ctx ends (then drains).
-func (c *Component) session(ctx context.Context) (established bool, err error) {
+// warnPlaintext logs, once per JID and server, that a plain connection leaves the loopback
+// interface.
+func (c *Component) warnPlaintext() {
+	if c.cfg.TLS != nil || c.cfg.Connection != 1 {
+		return
+	}
+	host, _, _ := net.SplitHostPort(c.cfg.Addr)
+	if ip := net.ParseIP(host); host == "localhost" || ip != nil && ip.IsLoopback() {
+		return
+	}
+	c.log.Warn("the component connection is plain TCP to a host that is not loopback: stanzas, node secrets among them, " +
+		"cross the network in clear; use TLS (;tls in WAKEPUSH_COMPONENTS) or keep the path private (same host or pod, " +
+		"a tunnel or a service-mesh mTLS sidecar)")
+}
+
+// dial connects to the server, with TLS when configured.
+func (c *Component) dial(ctx context.Context) (net.Conn, error) {
 	d := net.Dialer{Timeout: c.cfg.DialTimeout,
 		KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: 15 * time.Second, Interval: 5 * time.Second, Count: 3}}
 	nc, err := d.DialContext(ctx, "tcp", c.cfg.Addr)
 	if err != nil {
-		return false, fmt.Errorf("dial: %w", err)
+		return nil, fmt.Errorf("dial: %w", err)
+	}
+	if c.cfg.TLS == nil {
+		return nc, nil
+	}
+	tc := c.cfg.TLS.Clone()
+	if tc.ServerName == "" {
+		tc.ServerName, _, _ = net.SplitHostPort(c.cfg.Addr)
+	}
+	tc.MinVersion = max(tc.MinVersion, tls.VersionTLS12)
+	tlsConn := tls.Client(nc, tc)
+	hctx, cancel := context.WithTimeout(ctx, c.cfg.HandshakeTimeout)
+	defer cancel()
+	if err := tlsConn.HandshakeContext(hctx); err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("TLS handshake: %w", err)
+	}
+	return tlsConn, nil
+}
+
+// session runs one connection until it fails or ctx ends (then drains).
+func (c *Component) session(ctx context.Context) (established bool, err error) {
+	nc, err := c.dial(ctx)
+	if err != nil {
+		return false, err
 	}
 	defer nc.Close()
 	// Abort the handshake when ctx ends.
@@ -646,7 +696,9 @@ func (cn *conn) answer(iq xmpp.IQ, kind string, start time.Time, payload string,
 		k.answer, k.condition = serr.Type, serr.Condition
 	}
 	if err := cn.write(s); err != nil {
-		cn.c.log.Warn("could not answer IQ", "kind", kind, "id", iq.ID, "from", iq.From, "err", err)
+		// Only the sender's domain: a full JID (ad-hoc commands come from users) names a user
+		// and their device.
+		cn.c.log.Warn("could not answer IQ", "kind", kind, "id", iq.ID, "from_domain", xmpp.Domain(iq.From), "err", err)
 		k.answer = "undelivered"
 	}
 	cn.c.iqDuration.Record(context.Background(), time.Since(start).Seconds(), cn.c.answerAttrs(k))

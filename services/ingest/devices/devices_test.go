@@ -4,11 +4,15 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/segmentio/kafka-go"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	wakepushv1 "github.com/wakepush/wakepush/schemas/gen/wakepushv1"
 	"github.com/wakepush/wakepush/schemas/topics"
@@ -71,7 +75,7 @@ func TestSetFromKafka(t *testing.T) {
 		t.Fatal("not caught up")
 	}
 	for n, want := range map[byte]bool{1: true, 2: false, 3: false, 4: false, 5: true, 6: false} {
-		if got := set.Unregistered(id(n)); got != want {
+		if got := set.Unregistered(id(n), ""); got != want {
 			t.Errorf("device %d: unregistered %v, want %v", n, got, want)
 		}
 	}
@@ -81,14 +85,14 @@ func TestSetFromKafka(t *testing.T) {
 	// Later records are applied as they come.
 	must(prod.Produce(ctx, reg(id(6), inactive), reg(id(5), active)))
 	deadline := time.Now().Add(10 * time.Second)
-	for !set.Unregistered(id(6)) || set.Unregistered(id(5)) {
+	for !set.Unregistered(id(6), "") || set.Unregistered(id(5), "") {
 		if time.Now().After(deadline) {
 			t.Fatal("later records not applied")
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	// Garbage ids are ignored.
-	if set.Unregistered("not-a-device") {
+	if set.Unregistered("not-a-device", "") {
 		t.Fatal("garbage id")
 	}
 }
@@ -113,12 +117,84 @@ func TestEmptyTopicIsCaughtUp(t *testing.T) {
 func TestApply(t *testing.T) {
 	set := devices.New()
 	set.Apply(&wakepushv1.Registration{DeviceId: id(1), State: inactive})
-	if !set.Unregistered(id(1)) {
+	if !set.Unregistered(id(1), "") {
 		t.Fatal("not unregistered")
 	}
 	set.Apply(&wakepushv1.Registration{DeviceId: id(1), State: active})
-	if set.Unregistered(id(1)) {
+	if set.Unregistered(id(1), "") {
 		t.Fatal("still unregistered")
+	}
+	// Registrations of one device are independent of each other and of its v1 registration.
+	set.Apply(&wakepushv1.Registration{DeviceId: id(1), RegistrationId: regID(1), State: inactive})
+	set.Apply(&wakepushv1.Registration{DeviceId: id(1), RegistrationId: regID(2), State: active})
+	for _, c := range []struct {
+		reg  string
+		want bool
+	}{{regID(1), true}, {regID(2), false}, {"", false}, {regID(3), false}, {"not-a-registration-id", false}} {
+		if got := set.Unregistered(id(1), c.reg); got != c.want {
+			t.Errorf("registration %q: unregistered %v, want %v", c.reg, got, c.want)
+		}
+	}
+}
+
+func regID(n byte) string { return strings.Repeat("0", 31) + string("0123456789abcdef"[n]) }
+
+// recorder is a producer that keeps what it is given.
+type recorder struct {
+	mu   sync.Mutex
+	recs []kafkax.Record
+}
+
+func (r *recorder) Produce(_ context.Context, recs ...kafkax.Record) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.recs = append(r.recs, recs...)
+	return nil
+}
+
+// Expire writes a tombstone (no Msg) for each registration unregistered for at least the
+// retention, keyed like its records, and forgets it; younger unregistrations, active
+// registrations and registrations active again stay as they are.
+func TestExpire(t *testing.T) {
+	set := devices.New()
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	unreg := func(dev, reg string, at time.Time) {
+		set.Apply(&wakepushv1.Registration{DeviceId: dev, RegistrationId: reg, State: inactive, CreatedAt: timestamppb.New(at)})
+	}
+	unreg(id(1), "", t0)                            // v1, old: expires
+	unreg(id(2), regID(1), t0)                      // old: expires
+	unreg(id(2), regID(2), t0.Add(20*24*time.Hour)) // young: stays
+	unreg(id(3), regID(1), t0)                      // old, but active again: stays active
+	set.Apply(&wakepushv1.Registration{DeviceId: id(3), RegistrationId: regID(1), State: active, CreatedAt: timestamppb.New(t0.Add(time.Hour))})
+	if set.Len() != 3 {
+		t.Fatalf("Len %d before expiry, want 3", set.Len())
+	}
+	p := &recorder{}
+	now := t0.Add(30*24*time.Hour + time.Minute)
+	n, err := set.Expire(context.Background(), p, 30*24*time.Hour, now)
+	if err != nil || n != 2 {
+		t.Fatalf("Expire = %d, %v; want 2", n, err)
+	}
+	var keys []string
+	for _, r := range p.recs {
+		if r.Msg != nil || r.Topic != topics.Registrations {
+			t.Errorf("not a tombstone of push.registrations: %+v", r)
+		}
+		keys = append(keys, r.Key)
+	}
+	slices.Sort(keys)
+	if want := []string{id(1), id(2) + "/" + regID(1)}; !slices.Equal(keys, want) {
+		t.Errorf("tombstones for %v, want %v", keys, want)
+	}
+	if set.Len() != 1 || !set.Unregistered(id(2), regID(2)) || set.Unregistered(id(1), "") || set.Unregistered(id(2), regID(1)) {
+		t.Errorf("after expiry: Len %d", set.Len())
+	}
+	// Nothing more to expire; a zero retention keeps everything.
+	if n, err := set.Expire(context.Background(), p, 30*24*time.Hour, now); n != 0 || err != nil {
+		t.Errorf("second Expire = %d, %v", n, err)
+	}
+	if n, err := set.Expire(context.Background(), p, 0, now.Add(365*24*time.Hour)); n != 0 || err != nil || set.Len() != 1 {
+		t.Errorf("Expire with retention 0 = %d, %v, Len %d", n, err, set.Len())
 	}
 }
 
@@ -170,7 +246,7 @@ func TestNewPartitions(t *testing.T) {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(10 * time.Second)
-	for !set.Unregistered(id(7)) {
+	for !set.Unregistered(id(7), "") {
 		if time.Now().After(deadline) {
 			t.Fatal("registration in a new partition not applied")
 		}

@@ -1,12 +1,19 @@
-// Package identity derives wakepush's device ids, nodes and node secrets (DESIGN §3) without any
-// lookup:
+// Package identity derives wakepush's device ids, registration ids, nodes and node secrets
+// (DESIGN §3) without any lookup:
 //
 //   - device_id = lowercase hex of the first 16 bytes of
 //     HMAC-SHA256(deviceKey, app + "\x00" + platform + "\x00" + token). The same token always yields
 //     the same id, whichever convention registered it, so several accounts on one phone are one
 //     device. The device key must never change: changing it changes every device id.
-//   - node = "v1.<kid>.<device_id>.<app>": ingest finds the device and the key in the node itself.
-//     The app may contain dots; kid and device_id never do. No token appears in a node.
+//   - registration_id = 32 lowercase hex characters naming one registration of a device: random
+//     for an HTTP API registration (NewRegistrationID), a keyed hash of (account, device) for an
+//     ad-hoc account (AccountRegistrationID) and of (environment, device) for a token node
+//     (TokenNodeRegistrationID). Knowing a token therefore never yields another party's node.
+//   - node = "v2.<kid>.<device_id>.<registration_id>.<app>": ingest finds the device, the
+//     registration and the key in the node itself. The app may contain dots; the other parts
+//     never do. No token appears in a node. "v1.<kid>.<device_id>.<app>" nodes (one per device,
+//     handed out before registration ids existed) still verify; they name the device's v1
+//     registration (empty registration id).
 //   - secret = the first 32 characters of base64url (no padding) of HMAC-SHA256(nodeKey[kid], node),
 //     compared in constant time. Node keys rotate: the first key is used for new registrations,
 //     every configured key verifies, so old nodes keep working until their key is removed.
@@ -14,6 +21,7 @@ package identity
 
 import (
 	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
@@ -28,8 +36,16 @@ import (
 // MinKeyLen is the minimum length of every key in bytes (the HMAC-SHA256 block of security).
 const MinKeyLen = 32
 
-// Version is the node scheme version, the node's first dot-separated part.
-const Version = "v1"
+// Node scheme versions, the node's first dot-separated part.
+const (
+	// VersionV1 nodes name a device ("v1.<kid>.<device_id>.<app>"); they are no longer handed out.
+	VersionV1 = "v1"
+	// VersionV2 nodes name one registration ("v2.<kid>.<device_id>.<registration_id>.<app>").
+	VersionV2 = "v2"
+)
+
+// RegistrationIDLen is the length of a registration id in hex characters.
+const RegistrationIDLen = 32
 
 // SecretLen is the length of a node secret in characters (192 bits of the HMAC).
 const SecretLen = 32
@@ -58,6 +74,7 @@ type NodeKey struct {
 // Keys is the configured key material. Build it with New or FromEnv.
 type Keys struct {
 	device  []byte
+	regIDs  []byte // derived from device: the key of derived registration ids
 	current NodeKey
 	byID    map[string][]byte
 }
@@ -72,6 +89,8 @@ func New(deviceKey []byte, nodeKeys []NodeKey) (*Keys, error) {
 		errs = append(errs, errors.New("at least one node key is required"))
 	}
 	k := &Keys{device: append([]byte(nil), deviceKey...), byID: make(map[string][]byte, len(nodeKeys))}
+	// A subkey, so that no registration-id input can ever collide with a device-id input.
+	k.regIDs = hmacSum(k.device, []byte("wakepush registration id key v1"))
 	for i, nk := range nodeKeys {
 		if err := validKid(nk.ID); err != nil {
 			errs = append(errs, fmt.Errorf("node key #%d: %w", i+1, err))
@@ -187,25 +206,42 @@ func (k *Keys) DeviceID(app, platform, token string) string {
 	return hex.EncodeToString(m.Sum(nil)[:DeviceIDLen/2])
 }
 
-// Node is a parsed node.
+// Node is a parsed node. RegistrationID is empty for a v1 node.
 type Node struct {
-	KeyID    string
-	DeviceID string
-	App      string
+	KeyID          string
+	DeviceID       string
+	RegistrationID string
+	App            string
 }
 
-// String formats the node.
+// String formats the node: v2 with a registration id, v1 without.
 func (n Node) String() string {
-	return Version + "." + n.KeyID + "." + n.DeviceID + "." + n.App
+	if n.RegistrationID == "" {
+		return VersionV1 + "." + n.KeyID + "." + n.DeviceID + "." + n.App
+	}
+	return VersionV2 + "." + n.KeyID + "." + n.DeviceID + "." + n.RegistrationID + "." + n.App
 }
 
-// ParseNode parses a node of this scheme. It checks the format only, not the secret.
+// ParseNode parses a node of this scheme (v1 or v2). It checks the format only, not the secret.
 func ParseNode(node string) (Node, error) {
-	parts := strings.SplitN(node, ".", 4)
-	if len(parts) != 4 || parts[0] != Version {
+	version, rest, _ := strings.Cut(node, ".")
+	var n Node
+	switch version {
+	case VersionV1:
+		parts := strings.SplitN(rest, ".", 3)
+		if len(parts) != 3 {
+			return Node{}, ErrMalformedNode
+		}
+		n = Node{KeyID: parts[0], DeviceID: parts[1], App: parts[2]}
+	case VersionV2:
+		parts := strings.SplitN(rest, ".", 4)
+		if len(parts) != 4 || !ValidRegistrationID(parts[2]) {
+			return Node{}, ErrMalformedNode
+		}
+		n = Node{KeyID: parts[0], DeviceID: parts[1], RegistrationID: parts[2], App: parts[3]}
+	default:
 		return Node{}, ErrMalformedNode
 	}
-	n := Node{KeyID: parts[1], DeviceID: parts[2], App: parts[3]}
 	if validKid(n.KeyID) != nil || !ValidDeviceID(n.DeviceID) || n.App == "" || len(n.App) > 255 {
 		return Node{}, ErrMalformedNode
 	}
@@ -213,12 +249,15 @@ func ParseNode(node string) (Node, error) {
 }
 
 // ValidDeviceID reports whether id has the form of a device id (32 lowercase hex characters).
-func ValidDeviceID(id string) bool {
-	if len(id) != DeviceIDLen {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
+func ValidDeviceID(id string) bool { return len(id) == DeviceIDLen && lowerHex(id) }
+
+// ValidRegistrationID reports whether id has the form of a registration id (32 lowercase hex
+// characters).
+func ValidRegistrationID(id string) bool { return len(id) == RegistrationIDLen && lowerHex(id) }
+
+func lowerHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
 		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
 			return false
 		}
@@ -226,29 +265,73 @@ func ValidDeviceID(id string) bool {
 	return true
 }
 
-// Registration is what a client gets for a device.
+// Registration is what a client gets for one registration of a device.
 type Registration struct {
-	DeviceID string
-	Node     string
-	Secret   string
+	DeviceID       string
+	RegistrationID string
+	Node           string
+	Secret         string
 }
 
-// Register returns the device id, node (signed with the current key) and secret of
-// (app, platform, token). The token must be normalized.
+// NewRegistrationID returns a random registration id (128 bits from crypto/rand).
+func NewRegistrationID() string {
+	var b [RegistrationIDLen / 2]byte
+	_, _ = rand.Read(b[:]) // never fails (crypto/rand panics rather than return an error)
+	return hex.EncodeToString(b[:])
+}
+
+// AccountRegistrationID is the registration id of an account's registration of a device (the
+// p2/Conversations ad-hoc commands): the same account registering the same token gets the same
+// registration back, another account a different one. account is the bare JID, lowercased.
+func (k *Keys) AccountRegistrationID(deviceID, account string) string {
+	return k.derivedRegistrationID("account", account, deviceID)
+}
+
+// TokenNodeRegistrationID is the registration id of the fpush/Monal token-node registration of a
+// device in environment ("production" or "sandbox"). It is never part of a node handed to a
+// client, so no client can unregister it.
+func (k *Keys) TokenNodeRegistrationID(deviceID, environment string) string {
+	return k.derivedRegistrationID("token-node", environment, deviceID)
+}
+
+func (k *Keys) derivedRegistrationID(kind, qualifier, deviceID string) string {
+	m := hmac.New(sha256.New, k.regIDs)
+	m.Write([]byte(kind))
+	m.Write([]byte{0})
+	m.Write([]byte(qualifier))
+	m.Write([]byte{0})
+	m.Write([]byte(deviceID))
+	return hex.EncodeToString(m.Sum(nil)[:RegistrationIDLen/2])
+}
+
+// Register returns a new registration of the device of (app, platform, token): a random
+// registration id, its node (signed with the current key) and secret. The token must be
+// normalized. Every call returns a different registration.
 func (k *Keys) Register(app, platform, token string) Registration {
-	id := k.DeviceID(app, platform, token)
-	node := Node{KeyID: k.current.ID, DeviceID: id, App: app}.String()
-	return Registration{DeviceID: id, Node: node, Secret: secret(k.current.Key, node)}
+	return k.RegistrationOf(k.DeviceID(app, platform, token), NewRegistrationID(), app)
+}
+
+// RegistrationOf returns the node (signed with the current key) and secret of the registration
+// registrationID (which must be valid) of device deviceID.
+func (k *Keys) RegistrationOf(deviceID, registrationID, app string) Registration {
+	node := Node{KeyID: k.current.ID, DeviceID: deviceID, RegistrationID: registrationID, App: app}.String()
+	return Registration{DeviceID: deviceID, RegistrationID: registrationID, Node: node, Secret: secret(k.current.Key, node)}
 }
 
 // Secret returns the secret of a node signed with key kid (ErrUnknownKey if kid is not
-// configured). Used by conventions that hand out nodes for existing devices.
+// configured).
 func (k *Keys) Secret(node Node) (string, error) {
 	key, ok := k.byID[node.KeyID]
 	if !ok {
 		return "", ErrUnknownKey
 	}
 	return secret(key, node.String()), nil
+}
+
+func hmacSum(key, msg []byte) []byte {
+	m := hmac.New(sha256.New, key)
+	m.Write(msg)
+	return m.Sum(nil)
 }
 
 func secret(key []byte, node string) string {

@@ -27,8 +27,15 @@ func TestSameTokenSameDevice(t *testing.T) {
 	k := mustKeys(t, identity.NodeKey{ID: "k1", Key: key(1)})
 	a := k.Register("im.monal.app", "apns", token)
 	b := k.Register("im.monal.app", "apns", token)
-	if a != b {
-		t.Fatalf("registering the same token twice differs: %+v vs %+v", a, b)
+	if a.DeviceID != b.DeviceID {
+		t.Fatalf("registering the same token twice gives two devices: %+v vs %+v", a, b)
+	}
+	// Knowing the token is not enough to get another registration's node or secret.
+	if a.RegistrationID == b.RegistrationID || a.Node == b.Node || a.Secret == b.Secret {
+		t.Fatalf("registering the same token twice returned the same registration: %+v vs %+v", a, b)
+	}
+	if !identity.ValidRegistrationID(a.RegistrationID) {
+		t.Fatalf("registration id %q is not 32 lowercase hex characters", a.RegistrationID)
 	}
 	if len(a.DeviceID) != identity.DeviceIDLen || !identity.ValidDeviceID(a.DeviceID) {
 		t.Fatalf("device id %q is not 32 lowercase hex characters", a.DeviceID)
@@ -65,14 +72,14 @@ func TestNodeRoundTrip(t *testing.T) {
 	k := mustKeys(t, identity.NodeKey{ID: "k1", Key: key(1)})
 	for _, app := range []string{"im.monal.app", "x", "eu.siacs.conversations.push.fcm"} {
 		r := k.Register(app, "fcm", "fcm-token-0123456789:abc")
-		if !strings.HasPrefix(r.Node, "v1.k1."+r.DeviceID+".") {
+		if r.Node != "v2.k1."+r.DeviceID+"."+r.RegistrationID+"."+app {
 			t.Fatalf("node %q", r.Node)
 		}
 		n, err := k.Verify(r.Node, r.Secret)
 		if err != nil {
 			t.Fatalf("verify %q: %v", r.Node, err)
 		}
-		if n.App != app || n.DeviceID != r.DeviceID || n.KeyID != "k1" || n.String() != r.Node {
+		if n.App != app || n.DeviceID != r.DeviceID || n.RegistrationID != r.RegistrationID || n.KeyID != "k1" || n.String() != r.Node {
 			t.Fatalf("parsed %+v from %q", n, r.Node)
 		}
 		s, err := k.Secret(n)
@@ -94,9 +101,26 @@ func TestVerifyFailures(t *testing.T) {
 	if oldReg.DeviceID != newReg.DeviceID {
 		t.Fatal("rotation changed the device id")
 	}
-	if oldReg.Node == newReg.Node || !strings.HasPrefix(newReg.Node, "v1.2025.") {
+	if oldReg.Node == newReg.Node || !strings.HasPrefix(newReg.Node, "v2.2025.") {
 		t.Fatalf("rotated registration did not use the current key: %q", newReg.Node)
 	}
+	// The same registration under the rotated key: same registration id, new node and secret.
+	renewed := rotated.RegistrationOf(oldReg.DeviceID, oldReg.RegistrationID, "app.example")
+	if renewed.RegistrationID != oldReg.RegistrationID || renewed.Node == oldReg.Node || !strings.HasPrefix(renewed.Node, "v2.2025.") {
+		t.Fatalf("RegistrationOf under the rotated key: %+v", renewed)
+	}
+	// A v1 node (one per device, handed out before registration ids) still verifies.
+	v1 := identity.Node{KeyID: "2024", DeviceID: oldReg.DeviceID, App: "app.example"}
+	v1Secret, err := before.Secret(v1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v1Node := v1.String()
+	if v1Node != "v1.2024."+oldReg.DeviceID+".app.example" {
+		t.Fatalf("v1 node %q", v1Node)
+	}
+	// The v2 node with its registration id cut out: same key, other message, so not verified.
+	v2Cut := "v2.2024." + oldReg.DeviceID + ".app.example"
 
 	flip := []byte(oldReg.Secret)
 	flip[0] ^= 1
@@ -116,11 +140,19 @@ func TestVerifyFailures(t *testing.T) {
 		{"unknown kid", retired, oldReg.Node, oldReg.Secret, identity.ErrUnknownKey},
 		{"tampered app", before, oldReg.Node + "x", oldReg.Secret, identity.ErrBadSecret},
 		{"token as node (fpush)", before, token, "", identity.ErrMalformedNode},
-		{"other version", before, "v2" + oldReg.Node[2:], oldReg.Secret, identity.ErrMalformedNode},
-		{"no app", before, "v1.2024." + oldReg.DeviceID + ".", oldReg.Secret, identity.ErrMalformedNode},
-		{"uppercase device id", before, "v1.2024." + strings.ToUpper(oldReg.DeviceID) + ".app.example", oldReg.Secret, identity.ErrMalformedNode},
-		{"short device id", before, "v1.2024.abc.app.example", oldReg.Secret, identity.ErrMalformedNode},
-		{"bad kid", before, "v1.k/1." + oldReg.DeviceID + ".app", oldReg.Secret, identity.ErrMalformedNode},
+		{"v1 node", rotated, v1Node, v1Secret, nil},
+		{"v1 node with the secret of a v2 node", rotated, v1Node, oldReg.Secret, identity.ErrBadSecret},
+		{"v2 node with the secret of the v1 node", rotated, oldReg.Node, v1Secret, identity.ErrBadSecret},
+		{"v2 node without registration id", before, v2Cut, oldReg.Secret, identity.ErrMalformedNode},
+		{"v1 node with a registration id", before, "v1" + oldReg.Node[2:], oldReg.Secret, identity.ErrBadSecret},
+		{"another registration of the device", before, strings.Replace(oldReg.Node, oldReg.RegistrationID, newReg.RegistrationID, 1), oldReg.Secret, identity.ErrBadSecret},
+		{"uppercase registration id", before, strings.Replace(oldReg.Node, oldReg.RegistrationID, strings.ToUpper(oldReg.RegistrationID), 1), oldReg.Secret, identity.ErrMalformedNode},
+		{"other version", before, "v3" + oldReg.Node[2:], oldReg.Secret, identity.ErrMalformedNode},
+		{"no app", before, "v2.2024." + oldReg.DeviceID + "." + oldReg.RegistrationID + ".", oldReg.Secret, identity.ErrMalformedNode},
+		{"v1 without app", before, "v1.2024." + oldReg.DeviceID + ".", oldReg.Secret, identity.ErrMalformedNode},
+		{"uppercase device id", before, strings.Replace(oldReg.Node, oldReg.DeviceID, strings.ToUpper(oldReg.DeviceID), 1), oldReg.Secret, identity.ErrMalformedNode},
+		{"short device id", before, "v2.2024.abc." + oldReg.RegistrationID + ".app.example", oldReg.Secret, identity.ErrMalformedNode},
+		{"bad kid", before, "v2.k/1." + oldReg.DeviceID + "." + oldReg.RegistrationID + ".app", oldReg.Secret, identity.ErrMalformedNode},
 		{"empty", before, "", "", identity.ErrMalformedNode},
 	}
 	for _, tt := range tests {
@@ -130,6 +162,46 @@ func TestVerifyFailures(t *testing.T) {
 				t.Fatalf("Verify = %v, want %v", err, tt.want)
 			}
 		})
+	}
+}
+
+// Derived registration ids: stable per (account or environment, device), distinct otherwise,
+// independent of the node keys (a rotation keeps them) and never equal across kinds.
+func TestDerivedRegistrationIDs(t *testing.T) {
+	k := mustKeys(t, identity.NodeKey{ID: "k1", Key: key(1)})
+	rotated := mustKeys(t, identity.NodeKey{ID: "k2", Key: key(2)}, identity.NodeKey{ID: "k1", Key: key(1)})
+	dev := k.DeviceID("im.monal.app", "apns", token)
+	other := k.DeviceID("im.monal.app", "apns", token[:62]+"00")
+	alice := k.AccountRegistrationID(dev, "alice@example.org")
+	seen := map[string]string{}
+	for name, id := range map[string]string{
+		"alice":                 alice,
+		"bob":                   k.AccountRegistrationID(dev, "bob@example.org"),
+		"alice, other device":   k.AccountRegistrationID(other, "alice@example.org"),
+		"token node production": k.TokenNodeRegistrationID(dev, "production"),
+		"token node sandbox":    k.TokenNodeRegistrationID(dev, "sandbox"),
+		"account named sandbox": k.AccountRegistrationID(dev, "sandbox"),
+	} {
+		if !identity.ValidRegistrationID(id) {
+			t.Errorf("%s: %q is not a registration id", name, id)
+		}
+		if prev, dup := seen[id]; dup {
+			t.Errorf("%s and %s share registration id %s", name, prev, id)
+		}
+		seen[id] = name
+	}
+	if again := k.AccountRegistrationID(dev, "alice@example.org"); again != alice {
+		t.Errorf("the same account and device gave %s, then %s", alice, again)
+	}
+	if r := rotated.AccountRegistrationID(dev, "alice@example.org"); r != alice {
+		t.Errorf("a node key rotation changed the registration id: %s vs %s", r, alice)
+	}
+	k3, err := identity.New(key('e'), []identity.NodeKey{{ID: "k1", Key: key(1)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k3.AccountRegistrationID(dev, "alice@example.org") == alice {
+		t.Error("the registration id does not depend on the device key")
 	}
 }
 

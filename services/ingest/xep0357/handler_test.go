@@ -92,7 +92,7 @@ func TestHandlePublish(t *testing.T) {
 		{"kafka down", publish(reg.Secret), func() { p.SetErr(testenv.ErrKafkaDown) }, "wait", "internal-server-error"},
 		{"unregistered", publish(reg.Secret), func() {
 			p.SetErr(nil)
-			devs.Apply(&wakepushv1.Registration{DeviceId: reg.DeviceID, State: wakepushv1.RegistrationState_REGISTRATION_STATE_UNREGISTERED})
+			devs.Apply(&wakepushv1.Registration{DeviceId: reg.DeviceID, RegistrationId: reg.RegistrationID, State: wakepushv1.RegistrationState_REGISTRATION_STATE_UNREGISTERED})
 		}, "cancel", "item-not-found"},
 	}
 	for _, tt := range tests {

@@ -45,10 +45,12 @@ func TestHandlePublishTokenNode(t *testing.T) {
 	h := xep0357.NewHandler(in)
 	ctx := context.Background()
 	upper := strings.ToUpper(testenv.APNsToken)
-	want := testenv.Keys(t).Register(testenv.IOSApp, "apns", testenv.APNsToken)
+	keys := testenv.Keys(t)
+	dev := keys.DeviceID(testenv.IOSApp, "apns", testenv.APNsToken)
+	want := keys.RegistrationOf(dev, keys.TokenNodeRegistrationID(dev, "sandbox"), testenv.IOSApp)
 
 	// First sight: a TOKEN_NODE registration (sandbox), then the event; same device id as the
-	// HTTP API gives for that token (in any case).
+	// HTTP API gives for that token (in any case), the token node's own registration.
 	if _, serr := h.HandlePublish(ctx, tokenPublish(t, "example.com", upper, "monalProdiOS-sandbox")); serr != nil {
 		t.Fatal(serr)
 	}
@@ -57,7 +59,8 @@ func TestHandlePublishTokenNode(t *testing.T) {
 		t.Fatalf("records %+v", recs)
 	}
 	reg := recs[0].Msg.(*wakepushv1.Registration)
-	if reg.DeviceId != want.DeviceID || reg.Token != testenv.APNsToken || reg.Source != wakepushv1.RegistrationSource_REGISTRATION_SOURCE_TOKEN_NODE ||
+	if reg.DeviceId != want.DeviceID || reg.RegistrationId != want.RegistrationID || recs[0].Key != want.DeviceID+"/"+want.RegistrationID ||
+		reg.Token != testenv.APNsToken || reg.Source != wakepushv1.RegistrationSource_REGISTRATION_SOURCE_TOKEN_NODE ||
 		reg.Environment != wakepushv1.Environment_ENVIRONMENT_SANDBOX || reg.State != wakepushv1.RegistrationState_REGISTRATION_STATE_ACTIVE {
 		t.Fatalf("registration %v", reg)
 	}
@@ -73,7 +76,7 @@ func TestHandlePublishTokenNode(t *testing.T) {
 
 	// Second publish: the device is known, only the event. The device bucket (burst 2) is then
 	// empty: wait/resource-constraint, nothing recorded.
-	if _, serr := h.HandlePublish(ctx, tokenPublish(t, "example.com", testenv.APNsToken, "monalProdiOS")); serr != nil {
+	if _, serr := h.HandlePublish(ctx, tokenPublish(t, "example.com", testenv.APNsToken, "monalProdiOS-sandbox")); serr != nil {
 		t.Fatal(serr)
 	}
 	if n := len(p.Records()); n != 3 {
@@ -92,7 +95,7 @@ func TestHandlePublishTokenNode(t *testing.T) {
 	}
 	check("device rate", tokenPublish(t, "example.com", testenv.APNsToken, "monalProdiOS"), "wait", "resource-constraint")
 	now = now.Add(time.Second) // one token back
-	if _, serr := h.HandlePublish(ctx, tokenPublish(t, "example.com", testenv.APNsToken, "monalProdiOS")); serr != nil {
+	if _, serr := h.HandlePublish(ctx, tokenPublish(t, "example.com", testenv.APNsToken, "monalProdiOS-sandbox")); serr != nil {
 		t.Fatal(serr)
 	}
 	// The sender bucket (burst 4, refused publishes count too) has one token left: another
@@ -110,9 +113,20 @@ func TestHandlePublishTokenNode(t *testing.T) {
 	p.SetErr(testenv.ErrKafkaDown)
 	check("kafka down", tokenPublish(t, "other.example", third, "open"), "wait", "internal-server-error")
 	p.SetErr(nil)
-	devs.Apply(&wakepushv1.Registration{DeviceId: want.DeviceID, State: wakepushv1.RegistrationState_REGISTRATION_STATE_UNREGISTERED})
+	// The provider declared the sandbox token node dead (only the sender writes that).
+	devs.Apply(&wakepushv1.Registration{DeviceId: want.DeviceID, RegistrationId: want.RegistrationID, State: wakepushv1.RegistrationState_REGISTRATION_STATE_UNREGISTERED})
 	now = now.Add(time.Minute)
-	check("unregistered", tokenPublish(t, "example.com", testenv.APNsToken, "monalProdiOS"), "cancel", "item-not-found")
+	check("unregistered", tokenPublish(t, "example.com", testenv.APNsToken, "monalProdiOS-sandbox"), "cancel", "item-not-found")
+	// The token node in production is a registration of its own: publishing there (who knows
+	// the token can, from an allowed server) neither revives nor replaces the sandbox one.
+	if _, serr := h.HandlePublish(ctx, tokenPublish(t, "example.com", testenv.APNsToken, "monalProdiOS")); serr != nil {
+		t.Fatal(serr)
+	}
+	recs = p.Records()
+	if prod := recs[6].Msg.(*wakepushv1.Registration); len(recs) != 8 || prod.RegistrationId != keys.TokenNodeRegistrationID(dev, "production") ||
+		prod.Environment != wakepushv1.Environment_ENVIRONMENT_PRODUCTION || !devs.Unregistered(want.DeviceID, want.RegistrationID) {
+		t.Fatalf("records %+v", recs)
+	}
 
 	// The registration failed while Kafka was down: the device is still unseen and the next
 	// publish writes it first.
@@ -120,7 +134,7 @@ func TestHandlePublishTokenNode(t *testing.T) {
 		t.Fatal(serr)
 	}
 	recs = p.Records()
-	if n := len(recs); n != 8 || recs[6].Topic != topics.Registrations || recs[7].Topic != topics.Events {
+	if n := len(recs); n != 10 || recs[8].Topic != topics.Registrations || recs[9].Topic != topics.Events {
 		t.Fatalf("records %+v", recs)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -23,14 +24,18 @@ import (
 
 // Config is how a service reaches Kafka.
 type Config struct {
-	Brokers           []string
-	TLS               bool
-	CAFile            string
-	SASLMechanism     string
-	SASLUsername      string
-	SASLPassword      string
-	Partitions        int
-	ReplicationFactor int
+	Brokers       []string
+	TLS           bool
+	CAFile        string
+	SASLMechanism string
+	SASLUsername  string
+	SASLPassword  string
+	// SASLAllowPlaintext permits SASL PLAIN without TLS, which sends the password in clear.
+	SASLAllowPlaintext bool
+	Partitions         int
+	ReplicationFactor  int
+	// MinInsyncReplicas is min.insync.replicas of created topics (0: see topics.Layout).
+	MinInsyncReplicas int
 	BatchTimeout      time.Duration
 	BatchSize         int
 }
@@ -42,9 +47,11 @@ func (c *Config) Register(s *config.Set) {
 	s.String(&c.CAFile, "kafka-ca-file", "WAKEPUSH_KAFKA_CA_FILE", "", "PEM CA bundle to trust for Kafka TLS (default: system roots)")
 	s.String(&c.SASLMechanism, "kafka-sasl-mechanism", "WAKEPUSH_KAFKA_SASL_MECHANISM", "", "SASL mechanism: plain, scram-sha-256 or scram-sha-512 (empty: none)")
 	s.String(&c.SASLUsername, "kafka-sasl-username", "WAKEPUSH_KAFKA_SASL_USERNAME", "", "SASL user name")
-	s.String(&c.SASLPassword, "kafka-sasl-password", "WAKEPUSH_KAFKA_SASL_PASSWORD", "", "SASL password")
+	s.Secret(&c.SASLPassword, "WAKEPUSH_KAFKA_SASL_PASSWORD", "", "SASL password")
+	s.Bool(&c.SASLAllowPlaintext, "kafka-sasl-allow-plaintext", "WAKEPUSH_KAFKA_SASL_ALLOW_PLAINTEXT", false, "allow SASL PLAIN without TLS (the password then crosses the network in clear)")
 	s.Int(&c.Partitions, "kafka-partitions", "WAKEPUSH_KAFKA_PARTITIONS", 8, "partitions of every wakepush topic when created (all topics share the count)")
 	s.Int(&c.ReplicationFactor, "kafka-replication-factor", "WAKEPUSH_KAFKA_REPLICATION_FACTOR", 1, "replication factor of topics when created (3 in production)")
+	s.Int(&c.MinInsyncReplicas, "kafka-min-insync-replicas", "WAKEPUSH_KAFKA_MIN_INSYNC_REPLICAS", 0, "min.insync.replicas of topics when created; 0: 2 with a replication factor of 3 or more, else the broker's default")
 	s.Duration(&c.BatchTimeout, "kafka-batch-timeout", "WAKEPUSH_KAFKA_BATCH_TIMEOUT", 2*time.Millisecond, "how long the producer waits to fill a batch")
 	s.Int(&c.BatchSize, "kafka-batch-size", "WAKEPUSH_KAFKA_BATCH_SIZE", 100, "most records in one produce batch per partition (the producer allocates room for this many per batch)")
 }
@@ -59,14 +66,25 @@ func (c *Config) Validate(chk *config.Check) {
 	default:
 		chk.Require(false, "WAKEPUSH_KAFKA_SASL_MECHANISM=%q: want plain, scram-sha-256 or scram-sha-512", c.SASLMechanism)
 	}
+	chk.Require(!strings.EqualFold(c.SASLMechanism, "plain") || c.TLS || c.SASLAllowPlaintext,
+		"WAKEPUSH_KAFKA_SASL_MECHANISM=plain sends the password in clear without TLS: set WAKEPUSH_KAFKA_TLS=true, use scram-sha-512, "+
+			"or accept it with WAKEPUSH_KAFKA_SASL_ALLOW_PLAINTEXT=true")
 	chk.Require(c.Partitions >= 1, "WAKEPUSH_KAFKA_PARTITIONS must be >= 1")
 	chk.Require(c.ReplicationFactor >= 1, "WAKEPUSH_KAFKA_REPLICATION_FACTOR must be >= 1")
+	chk.Require(c.MinInsyncReplicas >= 0 && c.MinInsyncReplicas <= max(c.ReplicationFactor, 1),
+		"WAKEPUSH_KAFKA_MIN_INSYNC_REPLICAS must be 0 (default) or 1…WAKEPUSH_KAFKA_REPLICATION_FACTOR (%d), got %d", c.ReplicationFactor, c.MinInsyncReplicas)
 	chk.Require(c.BatchTimeout > 0, "WAKEPUSH_KAFKA_BATCH_TIMEOUT must be > 0")
 	chk.Require(c.BatchSize >= 1 && c.BatchSize <= 100000, "WAKEPUSH_KAFKA_BATCH_SIZE must be 1…100000, got %d", c.BatchSize)
 	if c.CAFile != "" {
-		_, err := os.Stat(c.CAFile)
+		chk.Require(c.TLS, "WAKEPUSH_KAFKA_CA_FILE is set but WAKEPUSH_KAFKA_TLS is not: set WAKEPUSH_KAFKA_TLS=true")
+		_, err := c.tlsConfig()
 		chk.Add(err)
 	}
+}
+
+// Layout is how topics are created with c.
+func (c *Config) Layout() topics.Layout {
+	return topics.Layout{Partitions: c.Partitions, ReplicationFactor: c.ReplicationFactor, MinInsyncReplicas: c.MinInsyncReplicas}
 }
 
 func (c *Config) tlsConfig() (*tls.Config, error) {
@@ -77,11 +95,11 @@ func (c *Config) tlsConfig() (*tls.Config, error) {
 	if c.CAFile != "" {
 		pem, err := os.ReadFile(c.CAFile)
 		if err != nil {
-			return nil, fmt.Errorf("kafka CA file: %w", err)
+			return nil, fmt.Errorf("WAKEPUSH_KAFKA_CA_FILE: %w", err)
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("kafka CA file %s: no PEM certificates", c.CAFile)
+			return nil, fmt.Errorf("WAKEPUSH_KAFKA_CA_FILE %s: no PEM certificates", c.CAFile)
 		}
 		tc.RootCAs = pool
 	}
@@ -151,7 +169,9 @@ func CloseClient(client *kafka.Client) {
 }
 
 // EnsureTopics applies the topic specs idempotently (see topics.Ensure), retrying while the
-// brokers are not reachable yet until ctx ends.
+// brokers are not reachable yet until ctx ends. A broker that refuses the client — a
+// certificate it does not trust, a failed SASL authentication — ends it at once: no retry
+// fixes a configuration.
 func (c *Config) EnsureTopics(ctx context.Context, names ...string) error {
 	client, err := c.Client()
 	if err != nil {
@@ -168,9 +188,14 @@ func (c *Config) EnsureTopics(ctx context.Context, names ...string) error {
 	}
 	backoff := 100 * time.Millisecond
 	for {
-		err = topics.Ensure(ctx, client, c.Partitions, c.ReplicationFactor, specs...)
+		err = topics.Ensure(ctx, client, c.Layout(), specs...)
 		if err == nil {
 			return nil
+		}
+		// kafka-go reports a refused connection to CreateTopics as "broker not available";
+		// a metadata request shows the cause.
+		if _, merr := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{}}); refused(merr) {
+			return fmt.Errorf("ensure topics: %w", merr)
 		}
 		select {
 		case <-ctx.Done():
@@ -179,6 +204,17 @@ func (c *Config) EnsureTopics(ctx context.Context, names ...string) error {
 		}
 		backoff = min(2*backoff, 3*time.Second)
 	}
+}
+
+// refused reports whether err is the broker and the client refusing each other's identity: an
+// untrusted or misnamed certificate, or a SASL authentication the broker rejected.
+func refused(err error) bool {
+	var verify *tls.CertificateVerificationError
+	var authority x509.UnknownAuthorityError
+	var hostname x509.HostnameError
+	return errors.As(err, &verify) || errors.As(err, &authority) || errors.As(err, &hostname) ||
+		errors.Is(err, kafka.SASLAuthenticationFailed) || errors.Is(err, kafka.UnsupportedSASLMechanism) ||
+		errors.Is(err, kafka.IllegalSASLState)
 }
 
 // Ping checks that a broker answers a metadata request (for readiness).

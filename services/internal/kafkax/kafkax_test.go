@@ -87,6 +87,62 @@ func TestProducer(t *testing.T) {
 	}
 }
 
+// A registration keyed "<device_id>/<registration_id>" lands in the partition of "<device_id>"
+// (the topic stays co-partitioned by device), and a record without Msg is a tombstone: no
+// value, no schema header.
+func TestProducerRegistrationKeysAndTombstones(t *testing.T) {
+	cfg := &kafkax.Config{Brokers: []string{stacktest.Kafka(t)}, Partitions: 3, ReplicationFactor: 1, BatchTimeout: 2 * time.Millisecond}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := cfg.EnsureTopics(ctx, topics.Registrations); err != nil {
+		t.Fatal(err)
+	}
+	p, err := kafkax.NewProducer(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	// Device ids whose plain keys fall into every partition, each with a registration id whose
+	// whole composite key alone would hash elsewhere for at least one of them.
+	devices := []string{"0123456789abcdef0123456789abcdef", "fedcba9876543210fedcba9876543210", "00000000000000000000000000000001", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}
+	const regID = "5c0ffee55c0ffee55c0ffee55c0ffee5"
+	moved := false
+	for _, dev := range devices {
+		key := records.RegistrationKey(dev, regID)
+		if partitionOf(t, cfg, key) != partitionOf(t, cfg, dev) {
+			moved = true
+		}
+		reg := &wakepushv1.Registration{Id: records.NewID(), DeviceId: dev, RegistrationId: regID}
+		if err := p.Produce(ctx, kafkax.Record{Topic: topics.Registrations, Key: key, Msg: reg},
+			kafkax.Record{Topic: topics.Registrations, Key: key}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !moved {
+		t.Fatal("test data: every composite key hashes like its device id; pick other ids")
+	}
+	for _, dev := range devices {
+		r := kafka.NewReader(kafka.ReaderConfig{Brokers: cfg.Brokers, Topic: topics.Registrations, Partition: partitionOf(t, cfg, dev)})
+		var got []kafka.Message
+		for len(got) < 2 {
+			msg, err := r.ReadMessage(ctx)
+			if err != nil {
+				t.Fatalf("device %s: %v", dev, err)
+			}
+			if string(msg.Key) == records.RegistrationKey(dev, regID) {
+				got = append(got, msg)
+			}
+		}
+		r.Close()
+		if got[0].Value == nil || kafkax.Header(&got[0], records.HeaderSchema) != "wakepush.v1.Registration" {
+			t.Errorf("device %s: registration record %v", dev, got[0])
+		}
+		if got[1].Value != nil || kafkax.Header(&got[1], records.HeaderSchema) != "" {
+			t.Errorf("device %s: tombstone has value %q, headers %v", dev, got[1].Value, got[1].Headers)
+		}
+	}
+}
+
 // partitionOf is where the Murmur2 balancer (Java-compatible) puts key.
 func partitionOf(t *testing.T, cfg *kafkax.Config, key string) int {
 	t.Helper()

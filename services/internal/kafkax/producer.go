@@ -25,7 +25,8 @@ var (
 )
 
 // Record is one message to produce. Ctx is the context the record is created in: its trace
-// context becomes the parent of the producer span, whose context goes into the headers.
+// context becomes the parent of the producer span, whose context goes into the headers. A nil
+// Msg is a tombstone: no value and no schema header (compaction then forgets Key).
 type Record struct {
 	Ctx   context.Context
 	Topic string
@@ -43,7 +44,9 @@ type Producer struct {
 }
 
 // NewProducer returns a producer for cfg. Keys are hashed with Murmur2 (Java-compatible), the
-// same hasher every wakepush producer uses so topics stay co-partitioned by device_id.
+// same hasher every wakepush producer uses so topics stay co-partitioned by device_id. Only the
+// part of a key before the first "/" is hashed (records.PartitionKey): a registration keyed
+// "<device_id>/<registration_id>" lands in its device's partition.
 func NewProducer(cfg *Config) (*Producer, error) {
 	t, err := cfg.Transport()
 	if err != nil {
@@ -60,7 +63,7 @@ func NewProducer(cfg *Config) (*Producer, error) {
 		w: &kafka.Writer{
 			Addr:         kafka.TCP(cfg.Brokers...),
 			Transport:    t,
-			Balancer:     &kafka.Murmur2Balancer{},
+			Balancer:     partitionKeyBalancer{},
 			RequiredAcks: kafka.RequireAll,
 			BatchTimeout: cfg.BatchTimeout,
 			// kafka-go allocates room for BatchSize messages (~150 B each) for every batch, and
@@ -86,9 +89,12 @@ func (p *Producer) Produce(ctx context.Context, recs ...Record) error {
 	msgs := make([]kafka.Message, len(recs))
 	spans := make([]trace.Span, len(recs))
 	for i, r := range recs {
-		value, err := proto.Marshal(r.Msg)
-		if err != nil {
-			return fmt.Errorf("encode %s: %w", records.SchemaName(r.Msg), err)
+		var value []byte
+		if r.Msg != nil {
+			var err error
+			if value, err = proto.Marshal(r.Msg); err != nil {
+				return fmt.Errorf("encode %s: %w", records.SchemaName(r.Msg), err)
+			}
 		}
 		parent := r.Ctx
 		if parent == nil {
@@ -102,9 +108,12 @@ func (p *Producer) Produce(ctx context.Context, recs ...Record) error {
 				semconv.MessagingKafkaMessageKey(r.Key),
 			))
 		spans[i] = span
-		headers := []kafka.Header{
-			{Key: records.HeaderContentType, Value: []byte(records.ContentType)},
-			{Key: records.HeaderSchema, Value: []byte(records.SchemaName(r.Msg))},
+		var headers []kafka.Header
+		if r.Msg != nil {
+			headers = []kafka.Header{
+				{Key: records.HeaderContentType, Value: []byte(records.ContentType)},
+				{Key: records.HeaderSchema, Value: []byte(records.SchemaName(r.Msg))},
+			}
 		}
 		Inject(sctx, &headers)
 		msgs[i] = kafka.Message{Topic: r.Topic, Key: []byte(r.Key), Value: value, Headers: headers}
@@ -127,6 +136,14 @@ func (p *Producer) Produce(ctx context.Context, recs ...Record) error {
 		return fmt.Errorf("produce %d record(s) to %s: %w", len(recs), recs[0].Topic, err)
 	}
 	return nil
+}
+
+// partitionKeyBalancer is kafka-go's Murmur2Balancer on records.PartitionKey of the key.
+type partitionKeyBalancer struct{ murmur kafka.Murmur2Balancer }
+
+func (b partitionKeyBalancer) Balance(msg kafka.Message, partitions ...int) int {
+	msg.Key = records.PartitionKey(msg.Key)
+	return b.murmur.Balance(msg, partitions...)
 }
 
 // Close flushes and closes the writer.

@@ -1,7 +1,7 @@
 // Command chdb-server runs a ClickHouse server for the local dev stack and for
 // tests, from libchdb (ClickHouse as a shared library, see package chdb).
 //
-//	chdb-server [-lib libchdb.so] [-path DIR] [-tcp-port 19000] [-http-port 18123] [-listen-host 127.0.0.1]
+//	chdb-server [-lib libchdb.so] [-path DIR] [-tcp-port 19000] [-http-port 18123] [-listen-host 127.0.0.1] [-config-file FILE]
 //	chdb-server -fetch-only   # download and verify the pinned libchdb, print its path
 //
 // It dlopens the library and runs, through chdb_query_cmdline, a
@@ -68,6 +68,7 @@ func run(args []string) error {
 	tcpPort := fs.Int("tcp-port", 19000, "native protocol port")
 	httpPort := fs.Int("http-port", 18123, "HTTP interface port")
 	listenHost := fs.String("listen-host", "127.0.0.1", "address to listen on")
+	configFile := fs.String("config-file", "", "ClickHouse configuration file (XML), e.g. one naming a users_config with password users")
 	fetchOnly := fs.Bool("fetch-only", false, "only download and verify the pinned libchdb into the cache, print its path and exit")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -98,15 +99,20 @@ func run(args []string) error {
 		return fmt.Errorf("create data dir: %w", err)
 	}
 
-	argv := []string{
-		"clickhouse",
-		"--path=" + dataDir,
+	argv := []string{"clickhouse"}
+	if *configFile != "" {
+		// Without a configuration file clickhouse-local ignores users_config and has only
+		// the passwordless default user.
+		argv = append(argv, "--config-file="+*configFile)
+	}
+	argv = append(argv,
+		"--path="+dataDir,
 		fmt.Sprintf("--tcp_port=%d", *tcpPort),
 		fmt.Sprintf("--http_port=%d", *httpPort),
-		"--listen_host=" + *listenHost,
+		"--listen_host="+*listenHost,
 		"--multiquery",
 		blockingQuery,
-	}
+	)
 	log.Printf("starting ClickHouse: lib=%s path=%s tcp=%s:%d http=%s:%d", *lib, dataDir, *listenHost, *tcpPort, *listenHost, *httpPort)
 	return serve(*lib, argv)
 }

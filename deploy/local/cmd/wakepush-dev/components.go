@@ -19,6 +19,12 @@ var ports = map[string]int{
 	"coalescer-admin": 18092,
 	"sender-admin":    18093,
 	"recorder-admin":  18094,
+	// Profiling (WAKEPUSH_PPROF_ADDR) is off by default in the services; the dev stack turns it
+	// on, on loopback.
+	"ingest-pprof":    18191,
+	"coalescer-pprof": 18192,
+	"sender-pprof":    18193,
+	"recorder-pprof":  18194,
 }
 
 // Fixed development secrets: not secret, only for the local stack.
@@ -98,21 +104,21 @@ var components = []component{
 			// The HTTP event API's tenant for `make demo-push` (wakepushctl demo's default token).
 			"WAKEPUSH_INGEST_EVENT_TOKENS=dev:dev-event-token",
 		},
-		pinned:  []string{"WAKEPUSH_ADMIN_ADDR={addr:ingest-admin}"},
+		pinned:  []string{"WAKEPUSH_ADMIN_ADDR={addr:ingest-admin}", "WAKEPUSH_PPROF_ADDR={addr:ingest-pprof}"},
 		ready:   "http://{addr:ingest-admin}/readyz",
 		timeout: 60 * time.Second,
 	},
 	{
 		name:    "coalescer",
 		pkg:     svc + "coalescer",
-		pinned:  []string{"WAKEPUSH_ADMIN_ADDR={addr:coalescer-admin}"},
+		pinned:  []string{"WAKEPUSH_ADMIN_ADDR={addr:coalescer-admin}", "WAKEPUSH_PPROF_ADDR={addr:coalescer-pprof}"},
 		ready:   "http://{addr:coalescer-admin}/readyz",
 		timeout: 60 * time.Second,
 	},
 	{
 		name:    "sender",
 		pkg:     svc + "sender",
-		pinned:  []string{"WAKEPUSH_ADMIN_ADDR={addr:sender-admin}"},
+		pinned:  []string{"WAKEPUSH_ADMIN_ADDR={addr:sender-admin}", "WAKEPUSH_PPROF_ADDR={addr:sender-pprof}"},
 		ready:   "http://{addr:sender-admin}/readyz",
 		timeout: 60 * time.Second,
 	},
@@ -120,7 +126,7 @@ var components = []component{
 		name:    "recorder",
 		pkg:     svc + "recorder",
 		env:     []string{"WAKEPUSH_CLICKHOUSE_DSN=clickhouse://{addr:clickhouse-tcp}/wakepush"},
-		pinned:  []string{"WAKEPUSH_ADMIN_ADDR={addr:recorder-admin}"},
+		pinned:  []string{"WAKEPUSH_ADMIN_ADDR={addr:recorder-admin}", "WAKEPUSH_PPROF_ADDR={addr:recorder-pprof}"},
 		ready:   "http://{addr:recorder-admin}/readyz",
 		timeout: 60 * time.Second,
 	},
