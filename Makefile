@@ -2,11 +2,14 @@
 SHELL := /bin/bash
 GO ?= go
 BUF_VERSION := v1.75.0
+# The user cache (as package chdb's CacheDir): the ClickHouse library and the pinned buf.
+WAKEPUSH_CACHE_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/wakepush
+BUF := $(WAKEPUSH_CACHE_DIR)/bin/buf-$(BUF_VERSION)
 MODULES := schemas services loadtest deploy/local
 PKGS := $(foreach m,$(MODULES),./$(m)/...)
 GOTEST_FLAGS ?= -race -shuffle=on -timeout 20m
 
-.PHONY: all build test test-short fuzz run demo-push loadtest loadtest-max proto lint fmt clickhouse-lib clean-data help
+.PHONY: all build test test-short fuzz run demo-push loadtest loadtest-max chaos proto lint fmt clickhouse-lib clean-data help
 
 all: build
 
@@ -53,8 +56,17 @@ loadtest: ## run the standard load-test scenario on its own stack (~3 min); repo
 loadtest-max: ## find the highest sustained publish rate (ramp; 2-5 min); report in loadtest/reports/
 	$(GO) run ./loadtest/cmd/loadtest -scenario loadtest/scenarios/find-max.yaml
 
-proto: ## regenerate schemas/gen from schemas/proto with the pinned buf and protoc-gen-go
-	cd schemas && $(GO) run github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION) generate
+chaos: ## chaos under sustained load: kill every service, freeze/restart Kafka, stop ClickHouse, APNs storms (~15 min)
+	$(GO) run ./loadtest/cmd/loadtest -scenario loadtest/scenarios/chaos.yaml
+
+proto: $(BUF) ## regenerate schemas/gen with the pinned buf and protoc-gen-go; record gen/generated.sum
+	cd schemas && $(BUF) generate
+	WAKEPUSH_CACHE_DIR='$(WAKEPUSH_CACHE_DIR)' $(GO) test -count=1 -run '^TestGeneratedCodeIsFresh$$' ./schemas -args -update -buf-version=$(BUF_VERSION)
+
+# The pinned buf, built once (~4 min) into the user cache, outside the repository.
+$(BUF):
+	mkdir -p '$(@D)'
+	tmp=$$(mktemp -d) && GOBIN=$$tmp $(GO) install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION) && mv $$tmp/buf '$@' && rmdir $$tmp
 
 clickhouse-lib: ## download and verify the pinned libchdb into the user cache (once)
 	$(GO) run ./deploy/local/cmd/chdb-server -fetch-only

@@ -60,6 +60,9 @@ type Event struct {
 	Accepted bool // result / 202
 	Urgent   bool
 	Interval time.Duration // the device's app min_interval
+	// Grace is extra time the event's wake may take on top of Interval + slack: the scenario
+	// injected a fault around it and gave the pipeline that long to recover (0 without).
+	Grace time.Duration
 }
 
 // Arrival is one wake received by a provider mock.
@@ -78,6 +81,17 @@ type Arrival struct {
 // intervals from when it created the wake, a few milliseconds after the oracle's send times,
 // so such boundary events may rightly wait for a trailing wake.
 func OracleWakes(events []Event, guard time.Duration) (wakes int, leading []bool) {
+	perDevice, leading := OracleDeviceWakes(events, guard)
+	for _, n := range perDevice {
+		wakes += n
+	}
+	return wakes, leading
+}
+
+// OracleDeviceWakes is OracleWakes per device: the minimum number of wakes of each device
+// with an accepted event.
+func OracleDeviceWakes(events []Event, guard time.Duration) (perDevice map[int32]int, leading []bool) {
+	perDevice = map[int32]int{}
 	leading = make([]bool, len(events))
 	idx := make([]int, 0, len(events))
 	for i, e := range events {
@@ -96,13 +110,13 @@ func OracleWakes(events []Event, guard time.Duration) (wakes int, leading []bool
 		s := st[e.Device]
 		// Fire the trailing wakes due before this event.
 		if s != nil && s.pending && !e.Sent.Before(s.last.Add(e.Interval)) {
-			wakes++
+			perDevice[e.Device]++
 			s.last = s.last.Add(e.Interval)
 			s.pending = false
 		}
 		switch {
 		case e.Urgent:
-			wakes++
+			perDevice[e.Device]++
 			leading[i] = true
 			if s == nil {
 				s = &state{}
@@ -110,7 +124,7 @@ func OracleWakes(events []Event, guard time.Duration) (wakes int, leading []bool
 			}
 			s.last, s.pending = e.Sent, false
 		case s == nil || (!s.pending && !e.Sent.Before(s.last.Add(e.Interval))):
-			wakes++
+			perDevice[e.Device]++
 			leading[i] = s == nil || !e.Sent.Before(s.last.Add(e.Interval+guard))
 			if s == nil {
 				s = &state{}
@@ -121,12 +135,12 @@ func OracleWakes(events []Event, guard time.Duration) (wakes int, leading []bool
 			s.pending = true
 		}
 	}
-	for _, s := range st {
+	for dev, s := range st {
 		if s.pending {
-			wakes++
+			perDevice[dev]++
 		}
 	}
-	return wakes, leading
+	return perDevice, leading
 }
 
 // Coverage is the per-event outcome of matching events with arrivals.
@@ -140,7 +154,8 @@ type Coverage struct {
 }
 
 // Cover matches every accepted event with the first wake its device received at or after the
-// event was sent. An event is uncovered when that wake came later than interval + slack after
+// event was sent. An event is uncovered when that wake came later than interval + slack (+ the
+// event's Grace) after
 // the event's answer (ingest answers after it accepted the event, so the answer bounds the
 // acceptance time the pipeline — and ClickHouse's uncovered_events — count from), or never.
 // arrivals must be sorted by time per device.
@@ -157,7 +172,7 @@ func Cover(events []Event, arrivals map[int32][]Arrival, slack time.Duration) Co
 		if accepted.Before(e.Sent) {
 			accepted = e.Sent
 		}
-		if j == len(as) || as[j].At.After(accepted.Add(e.Interval+slack)) {
+		if j == len(as) || as[j].At.After(accepted.Add(e.Interval+slack+e.Grace)) {
 			c.Uncovered = append(c.Uncovered, i)
 			continue
 		}

@@ -29,6 +29,7 @@ import (
 //	GET  /control/faults, POST /control/faults  see faultsJSON
 //	POST /control/drop-connections        {"dropped":n}; closes all other connections
 //	POST /control/goaway                  {"marked":n}; GoAway(): every connection gets GOAWAY after its next response
+//	GET, PUT, DELETE /control/override    a storm: {"status":503,"reason":..,"fraction":..,"retry_after_ms":..} (override.go)
 //	GET  /metrics                         Prometheus text format
 //
 // POSTs answer 204 No Content on success and 400 with a text message on bad
@@ -195,6 +196,7 @@ func (s *Server) controlHandler() http.Handler {
 	mux.HandleFunc("POST /control/goaway", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, map[string]int{"marked": s.GoAway()})
 	})
+	s.controlOverride(mux)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
 	return mux
 }

@@ -229,6 +229,9 @@ func (s *Server) servePush(w http.ResponseWriter, r *http.Request) {
 		s.reject(w, r, ReasonTooManyRequests)
 		return
 	}
+	if s.applyOverride(w, r) {
+		return
+	}
 	if s.injectFault(w, r, f) {
 		return
 	}

@@ -31,7 +31,7 @@ func newMetrics(s *Server) *metrics {
 		byReason: make(map[string]prometheus.Counter, len(reasonStatus)),
 		faults: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "apnsmock_faults_injected_total",
-			Help: "Injected faults by kind (429 per-device limit, 500, 503, stall, reset, drop, goaway).",
+			Help: "Injected faults by kind (429 per-device limit, 500, 503, stall, reset, drop, goaway, override-<status> storms).",
 		}, []string{"kind"}),
 		connsTotal: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "apnsmock_connections_total", Help: "TLS connections accepted.",
@@ -48,7 +48,7 @@ func newMetrics(s *Server) *metrics {
 	m.jwtVerified = jwt.WithLabelValues("verified")
 	m.jwtRejected = jwt.WithLabelValues("rejected")
 	m.jwtCacheHit = jwt.WithLabelValues("cache_hit")
-	for _, k := range []string{"429", "500", "503", "stall", "reset", "drop", "goaway"} {
+	for _, k := range []string{"429", "500", "503", "stall", "reset", "drop", "goaway", "override-429", "override-500", "override-503"} {
 		m.faults.WithLabelValues(k)
 	}
 	reg.MustRegister(

@@ -176,6 +176,9 @@ type Server struct {
 	metrics *metrics
 
 	faults atomic.Pointer[Faults]
+	// override is the storm in force (override.go), nil when none.
+	override   atomic.Pointer[Override]
+	overridden atomic.Uint64
 
 	keys         sync.Map // key id -> *keyEntry
 	keyGen       atomic.Uint64

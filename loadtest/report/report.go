@@ -65,6 +65,10 @@ type Summary struct {
 	Ramp *Ramp `json:"ramp,omitempty"`
 
 	ClickHouse CHCheck `json:"clickhouse"`
+	// Kafka compares Kafka with ClickHouse, counts dead letters and duplicate bursts (chaos.go).
+	Kafka *KafkaCheck `json:"kafka,omitempty"`
+	// Chaos is the outcome of the scenario's faults (nil without faults; chaos.go).
+	Chaos *Chaos `json:"chaos,omitempty"`
 
 	Series   []analysis.Bucket `json:"series"`
 	Failures []string          `json:"failures"`
@@ -212,8 +216,10 @@ func Markdown(s *Summary) string {
 	for _, u := range s.UncoveredList {
 		fmt.Fprintf(&b, "\n- uncovered: %s", u)
 	}
+	b.WriteString("\n\n")
+	writeChaos(&b, s)
 	c := s.ClickHouse
-	b.WriteString("\n## ClickHouse cross-check\n\n| measure | load test | ClickHouse |\n|---|---|---|\n")
+	b.WriteString("## ClickHouse cross-check\n\n| measure | load test | ClickHouse |\n|---|---|---|\n")
 	fmt.Fprintf(&b, "| accepted events | %d | %d |\n", s.Accepted, c.Events)
 	fmt.Fprintf(&b, "| uncovered events (`uncovered_events`) | %d | %d |\n", s.Uncovered, c.Uncovered)
 	fmt.Fprintf(&b, "| undelivered events (`latency_quantiles`) | %d | %d |\n", s.Uncovered, c.Undelivered)

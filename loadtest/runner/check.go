@@ -26,6 +26,8 @@ type views struct {
 	ack, lead []time.Duration // component answer latencies; leading-edge e2e latencies
 	leadE2E   []time.Duration // per event: leading-edge e2e latency, -1 for the others
 	wakeOf    []string        // per event: the id of the wake that covered it ("" if none)
+	leading   []bool          // per event: the oracle (refined) wakes it at once
+	e2e       []time.Duration // per event: its covering wake's arrival − intended send (-1: uncovered)
 }
 
 // analyse fills the load test's own view: throughput, latencies, oracle, loss, duplicates.
@@ -88,6 +90,7 @@ func analyse(sum *report.Summary, sc *scenario.Scenario, plan *scenario.Plan, ev
 		}
 	}
 	v.wakeOf = cov.WakeID
+	v.leading, v.e2e = leading, cov.E2E
 	sum.Series = analysis.Series(events, v.leadE2E, loadStart)
 
 	if sum.Uncovered > 0 {
@@ -210,8 +213,9 @@ func chCheck(ctx context.Context, st *stack, sc *scenario.Scenario, sum *report.
 		return
 	}
 	for _, a := range sc.Apps {
+		// With faults, the slack includes the longest grace an event got (chaos_check.go).
 		rows, err := queryRows(params(map[string]string{"min_interval_ms": strconv.FormatInt(a.MinInterval.D().Milliseconds(), 10),
-			"slack_ms": strconv.FormatInt(sc.Slack.D().Milliseconds(), 10), "app": a.ID}), conn, text)
+			"slack_ms": strconv.FormatInt((sc.Slack.D() + maxGrace(events)).Milliseconds(), 10), "app": a.ID}), conn, text)
 		if err != nil {
 			disagree("uncovered_events: %v", err)
 			return
@@ -250,7 +254,8 @@ func chCheck(ctx context.Context, st *stack, sc *scenario.Scenario, sum *report.
 	// ClickHouse measures acceptance → delivery recorded and may attribute an event to a later
 	// wake than the first one after its send (wakes list their event ids), so it can exceed the
 	// load test's worst case by up to one interval plus processing, never by more.
-	limit := float64(sum.E2E.Max+sc.MaxMinInterval()+3*time.Second) / 1e6
+	// With faults, plus the longest grace an event got (chaos_check.go).
+	limit := float64(sum.E2E.Max+sc.MaxMinInterval()+3*time.Second+maxGrace(events)) / 1e6
 	if c.MaxMS > limit {
 		disagree("latency_quantiles max %.0f ms exceeds the load test's worst e2e %.0f ms + min_interval + 3 s", c.MaxMS, float64(sum.E2E.Max)/1e6)
 	}

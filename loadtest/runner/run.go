@@ -93,9 +93,21 @@ func Run(ctx context.Context, opts Options) (*report.Summary, error) {
 	if r := sc.Ramp; r != nil {
 		sum.Ramp = &report.Ramp{MaxAckP99: r.MaxAckP99.D(), MaxLeadingP99: r.MaxLeadingP99.D(), MinAccepted: r.MinAccepted}
 	}
+	var drv *faultDriver // injects the scenario's faults from the load phase's start (faults.go)
+	if len(sc.Faults) > 0 {
+		dctx, dcancel := context.WithCancel(ctx)
+		drv = newFaultDriver(dctx, st, sc, logf)
+		st.loadStarted = drv.start
+		defer func() { dcancel(); drv.wait() }() // before st.close
+	}
 	res, err := sendAll(ctx, opts, st, sc, plan, regs, sum)
 	if err != nil {
 		return nil, err
+	}
+	var faultRuns []*faultRun
+	if drv != nil {
+		logf("load done; waiting for the faults to end")
+		faultRuns = drv.wait()
 	}
 	events := res.events
 	sum.SendLagMax = res.lagMax
@@ -124,12 +136,20 @@ func Run(ctx context.Context, opts Options) (*report.Summary, error) {
 		return nil, ctx.Err()
 	}
 
+	if drv != nil {
+		applyGrace(events, faultRuns, sc.Slack.D())
+	}
+	drained := time.Now()
 	arrivals := collectArrivals(st)
 	v := analyse(sum, sc, plan, events, res.httpKind, arrivals, loadStart, res.length)
 	judgeSteps(sum, sc, plan, events, v.leadE2E, loadStart, res.length, res.cpuWatch, res.cpu)
 
 	retried := chCheck(ctx, st, sc, sum, regs, events, loadStart, lastAnswer, logf)
 	sum.E2ELeadingFirst = firstAttempt(v, retried)
+	received := kafkaCheck(ctx, st, sc, plan, regs, sum, logf)
+	if drv != nil {
+		judgeFaults(sum, sc, events, received, v, arrivals, faultRuns, loadStart, drained)
+	}
 
 	for _, err := range st.stopServices() {
 		sum.Failures = append(sum.Failures, err.Error())
@@ -293,6 +313,9 @@ func sendAll(ctx context.Context, opts Options, st *stack, sc *scenario.Scenario
 
 	start := time.Now().Add(200 * time.Millisecond)
 	out.start = start
+	if st.loadStarted != nil {
+		st.loadStarted(start) // the fault driver's schedule counts from here
+	}
 	out.cpu = append(out.cpu, out.cpuWatch.sample())
 	rr, step := 0, 0
 	for i, pub := range plan.Publishes {

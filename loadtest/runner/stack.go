@@ -12,12 +12,13 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/wakepush/wakepush/deploy/local/chdb"
+	"github.com/wakepush/wakepush/deploy/local/childproc"
 	"github.com/wakepush/wakepush/deploy/local/kafkabroker"
 	"github.com/wakepush/wakepush/loadtest/apnsmock"
 	"github.com/wakepush/wakepush/loadtest/fcmmock"
@@ -55,26 +56,33 @@ func GoBuild(root, dir string, race bool) func(pkg string) (string, error) {
 // process is a service binary run as a child with its output in a log file.
 type process struct {
 	name, log string
-	cmd       *exec.Cmd
-	done      chan struct{}
-	err       error
+	bin       string   // what a restart runs again (chaos_stack.go)
+	env, args []string // the environment added to ours, the arguments
+	proc      *childproc.Process
+	done      chan struct{} // closed once it has exited and its log file is closed
+	err       error         // how it ended (childproc.Process.Err), set before done is closed
 }
 
-func startProcess(name, bin, logPath string, env []string) (*process, error) {
-	f, err := os.Create(logPath)
+// stopTimeout is how long stop waits after SIGTERM before it kills a service.
+const stopTimeout = 25 * time.Second
+
+func startProcess(name, bin, logPath string, env []string, args ...string) (*process, error) {
+	// Appended: a process restarted by a fault (chaos_stack.go) keeps one log.
+	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
 	}
-	p := &process{name: name, log: logPath, done: make(chan struct{})}
-	p.cmd = exec.Command(bin)
-	p.cmd.Env = append(os.Environ(), env...)
-	p.cmd.Stdout, p.cmd.Stderr = f, f
-	if err := p.cmd.Start(); err != nil {
+	p := &process{name: name, log: logPath, bin: bin, env: env, args: args, done: make(chan struct{})}
+	p.proc = childproc.Command(stopTimeout, bin, args...)
+	p.proc.Cmd.Env = append(os.Environ(), env...)
+	p.proc.Cmd.Stdout, p.proc.Cmd.Stderr = f, f
+	if err := p.proc.Start(); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
 	go func() {
-		p.err = p.cmd.Wait()
+		<-p.proc.Done()
+		p.err = p.proc.Err()
 		f.Close()
 		close(p.done)
 	}()
@@ -106,20 +114,22 @@ func (p *process) waitReady(ctx context.Context, url string, timeout time.Durati
 }
 
 // stop sends SIGTERM, waits up to 25 s, then kills. It returns an error when the process had
-// already exited by itself or its log reports a data race.
+// already exited by itself, had to be killed, or its log reports a data race.
 func (p *process) stop() error {
 	var errs []error
 	select {
 	case <-p.done:
 		errs = append(errs, fmt.Errorf("%s exited during the run: %v (log %s)", p.name, p.err, p.log))
 	default:
-		p.cmd.Process.Signal(syscall.SIGTERM)
+		err := p.proc.Stop()
 		select {
-		case <-p.done:
-		case <-time.After(25 * time.Second):
-			p.cmd.Process.Kill()
+		case <-p.proc.Done():
 			<-p.done
-			errs = append(errs, fmt.Errorf("%s did not stop within 25 s of SIGTERM (killed)", p.name))
+			if p.proc.Killed() {
+				errs = append(errs, fmt.Errorf("%s did not stop within %s of SIGTERM (killed)", p.name, stopTimeout))
+			}
+		default:
+			errs = append(errs, fmt.Errorf("stop %s: %w", p.name, err))
 		}
 	}
 	if b, err := os.ReadFile(p.log); err == nil && bytes.Contains(b, []byte("WARNING: DATA RACE")) {
@@ -172,7 +182,16 @@ type stack struct {
 	procs      []*process
 	mode       string
 	arrivals   *arrivalLog
-	admins     []adminAddr // every service's admin address, for -profile
+	admins     []adminAddr // every service's admin address (readiness)
+	pprofs     []adminAddr // every service's WAKEPUSH_PPROF_ADDR, for -profile (profiling is off unless set)
+
+	// Chaos (chaos_stack.go, faults.go).
+	kafkaAddr   string       // the broker's bootstrap address
+	broker      *brokerChild // the broker as a child process (scenarios that freeze or restart it), else nil
+	procMu      sync.Mutex   // guards procs while faults restart processes
+	chLogPath   string       // clickhouse.log, appended to by a restart
+	chLog       *os.File     // open while a restarted ClickHouse writes to it
+	loadStarted func(start time.Time)
 }
 
 func latencyFunc(l scenario.LatencySpec) func() time.Duration {
@@ -214,9 +233,23 @@ func startStack(ctx context.Context, opts Options, sc *scenario.Scenario, plan *
 	}
 	logf("built the services in %s", time.Since(began).Round(time.Millisecond))
 
-	st.kafka, err = kafkabroker.Start(kafkabroker.Options{Addr: "127.0.0.1:0"})
-	if err != nil {
-		return nil, fmt.Errorf("kafka: %w", err)
+	if sc.HasFault(scenario.FaultKafkaFreeze, scenario.FaultKafkaRestart) {
+		// fsync per batch only when the broker is to be SIGKILLed: without, a crash loses
+		// acknowledged records by design (kfake, like Kafka, flushes on segment roll).
+		killed := slices.ContainsFunc(sc.Faults, func(f scenario.Fault) bool { return f.Kind == scenario.FaultKafkaRestart && f.Signal == "kill" })
+		if st.broker, err = startBrokerChild(ctx, opts, killed); err != nil {
+			return nil, fmt.Errorf("kafka: %w", err)
+		}
+		st.kafkaAddr = st.broker.addr
+	} else {
+		st.kafka, err = kafkabroker.Start(kafkabroker.Options{Addr: "127.0.0.1:0"})
+		if err != nil {
+			return nil, fmt.Errorf("kafka: %w", err)
+		}
+		st.kafkaAddr = st.kafka.Addr()
+	}
+	if sc.HasFault(scenario.FaultClickHouseStop) && opts.ClickHouseTCP != "" {
+		return nil, errors.New("the scenario stops ClickHouse: it needs a ClickHouse of its own, not -clickhouse")
 	}
 	st.chTCP = opts.ClickHouseTCP
 	if st.chTCP == "" {
@@ -224,7 +257,8 @@ func startStack(ctx context.Context, opts Options, sc *scenario.Scenario, plan *
 		if err != nil {
 			return nil, err
 		}
-		logFile, err := os.Create(filepath.Join(dir, "clickhouse.log"))
+		st.chLogPath = filepath.Join(dir, "clickhouse.log")
+		logFile, err := os.Create(st.chLogPath)
 		if err != nil {
 			return nil, err
 		}
@@ -310,7 +344,7 @@ func startStack(ctx context.Context, opts Options, sc *scenario.Scenario, plan *
 	}
 
 	common := []string{
-		"WAKEPUSH_KAFKA_BROKERS=" + st.kafka.Addr(),
+		"WAKEPUSH_KAFKA_BROKERS=" + st.kafkaAddr,
 		"WAKEPUSH_KAFKA_PARTITIONS=4",
 		"WAKEPUSH_APPS_FILE=" + appsFile,
 		"WAKEPUSH_LOG_FORMAT=text",
@@ -324,22 +358,32 @@ func startStack(ctx context.Context, opts Options, sc *scenario.Scenario, plan *
 		if err != nil {
 			return err
 		}
-		p, err := startProcess(name, bin, filepath.Join(dir, name+".log"), append(append([]string{"WAKEPUSH_ADMIN_ADDR=" + admin}, common...), env...))
+		pprofAddr, err := freeport.Addr()
+		if err != nil {
+			return err
+		}
+		p, err := startProcess(name, bin, filepath.Join(dir, name+".log"),
+			append(append([]string{"WAKEPUSH_ADMIN_ADDR=" + admin, "WAKEPUSH_PPROF_ADDR=" + pprofAddr}, common...), env...))
 		if err != nil {
 			return err
 		}
 		st.procs = append(st.procs, p)
 		st.admins = append(st.admins, adminAddr{name: name, addr: admin})
+		st.pprofs = append(st.pprofs, adminAddr{name: name, addr: pprofAddr})
 		return p.waitReady(ctx, "http://"+admin+"/readyz", 90*time.Second)
 	}
 	if err := start("recorder", bins["recorder"], []string{"WAKEPUSH_CLICKHOUSE_DSN=clickhouse://" + st.chTCP + "/" + st.database}); err != nil {
 		return nil, err
 	}
-	if err := start("sender", bins["sender"], nil); err != nil {
-		return nil, err
+	for i := range sc.Instances.Sender {
+		if err := start(scenario.ServiceName("sender", i, sc.Instances.Sender), bins["sender"], nil); err != nil {
+			return nil, err
+		}
 	}
-	if err := start("coalescer", bins["coalescer"], nil); err != nil {
-		return nil, err
+	for i := range sc.Instances.Coalescer {
+		if err := start(scenario.ServiceName("coalescer", i, sc.Instances.Coalescer), bins["coalescer"], nil); err != nil {
+			return nil, err
+		}
 	}
 
 	ingestEnv := []string{
@@ -446,10 +490,16 @@ func (st *stack) close() {
 	if st.ch != nil {
 		st.ch.Stop()
 	}
+	if st.chLog != nil {
+		st.chLog.Close()
+	}
 	if st.chTmp != "" {
 		os.RemoveAll(st.chTmp)
 	}
 	if st.kafka != nil {
 		st.kafka.Close()
+	}
+	if st.broker != nil {
+		st.broker.close()
 	}
 }

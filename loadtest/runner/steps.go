@@ -58,11 +58,15 @@ func (st *stack) cpuWatch() *cpuWatch {
 	w := &cpuWatch{}
 	for _, p := range st.procs {
 		w.names = append(w.names, p.name)
-		w.pids = append(w.pids, p.cmd.Process.Pid)
+		w.pids = append(w.pids, p.proc.Pid())
 	}
 	if st.ch != nil {
 		w.names = append(w.names, "clickhouse")
 		w.pids = append(w.pids, st.ch.Pid())
+	}
+	if st.broker != nil { // the broker as a child process (chaos_stack.go)
+		w.names = append(w.names, "kafka")
+		w.pids = append(w.pids, st.broker.proc.proc.Pid())
 	}
 	w.names = append(w.names, "loadtest")
 	w.pids = append(w.pids, os.Getpid())

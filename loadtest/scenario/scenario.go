@@ -82,6 +82,12 @@ type Scenario struct {
 	// Ramp, when set, makes the run a find-max-rate search: the offered rate starts at Rate
 	// and steps up instead of staying fixed (see Ramp).
 	Ramp *Ramp `yaml:"ramp" json:"ramp,omitempty"`
+	// Instances of the coalescer and the sender (default 1 each; faults.go).
+	Instances Instances `yaml:"instances" json:"instances"`
+	// Faults are injected during the load phase (chaos; faults.go).
+	Faults []Fault `yaml:"faults" json:"faults,omitempty"`
+	// Recovery says when the pipeline counts as recovered from a fault (faults.go).
+	Recovery Recovery `yaml:"recovery" json:"recovery"`
 }
 
 // Ramp is the find-max-rate mode. The offered (open-loop) rate starts at the scenario's Rate
@@ -271,6 +277,7 @@ func (s *Scenario) defaults() {
 	if s.Mock.Latency.Dist == "" {
 		s.Mock.Latency.Dist = "none"
 	}
+	s.faultDefaults()
 }
 
 // MaxMinInterval is the longest min_interval of the scenario's apps.
@@ -406,6 +413,7 @@ func (s *Scenario) Validate() error {
 			bad("shape.mass_reconnect: not with ramp (a one-time spike would decide the search)")
 		}
 	}
+	s.validateFaults(bad)
 	return errors.Join(errs...)
 }
 
