@@ -28,6 +28,7 @@ import (
 
 	wakepushv1 "github.com/wakepush/wakepush/schemas/gen/wakepushv1"
 	"github.com/wakepush/wakepush/services/ingest/core"
+	"github.com/wakepush/wakepush/services/ingest/ratelimit"
 	"github.com/wakepush/wakepush/services/ingest/xmpp"
 )
 
@@ -69,7 +70,7 @@ type Commands struct {
 	core     Registrar
 	jid      string
 	services Services
-	limit    *core.Limiter
+	limit    *ratelimit.Limiter
 	now      func() time.Time
 }
 
@@ -77,7 +78,7 @@ type Commands struct {
 // commands each account (bare JID) may execute (a zero Rate: unlimited); over the limit they
 // are answered wait/resource-constraint.
 func New(c Registrar, jid string, services Services, perAccount core.Rate) *Commands {
-	return &Commands{core: c, jid: jid, services: services, limit: core.NewLimiter(perAccount, 1<<16), now: time.Now}
+	return &Commands{core: c, jid: jid, services: services, limit: ratelimit.New(perAccount, ratelimit.Options{Name: "adhoc_account", MaxKeys: 1 << 16}), now: time.Now}
 }
 
 func (c *Commands) nodes() []string {
@@ -148,7 +149,7 @@ func (c *Commands) HandleCommand(ctx context.Context, iq xmpp.IQ) (string, *xmpp
 	default:
 		return "", xmpp.NewError(xmpp.ErrorModify, xmpp.BadRequest, "unsupported action")
 	}
-	if !c.limit.Allow(bareJID(iq.From), c.now()) {
+	if ok, _ := c.limit.AllowAt(bareJID(iq.From), c.now()); !ok {
 		return "", xmpp.NewError(xmpp.ErrorWait, xmpp.ResourceConstraint, "too many commands from this account, retry later")
 	}
 	vals, submitted := formValues(cmd)

@@ -254,20 +254,3 @@ func (tn *tokenNodes) forget(key string) {
 	defer tn.mu.Unlock()
 	delete(tn.seen, key)
 }
-
-// Limiter is a set of token buckets by key (rate limits per account), bounded in memory: a
-// ratelimit.Limiter without metrics. Safe for concurrent use. New code uses ratelimit directly
-// (it also says how long to wait, and names its metrics).
-type Limiter struct{ l *ratelimit.Limiter }
-
-// NewLimiter returns a limiter of rate r per key keeping at most maxKeys buckets (a zero Rate
-// allows everything).
-func NewLimiter(r Rate, maxKeys int) *Limiter {
-	return &Limiter{ratelimit.New(r, ratelimit.Options{MaxKeys: max(1, maxKeys)})}
-}
-
-// Allow takes a token from key's bucket at now and reports whether there was one.
-func (l *Limiter) Allow(key string, now time.Time) bool {
-	ok, _ := l.l.AllowAt(key, now)
-	return ok
-}
