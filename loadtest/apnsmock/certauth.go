@@ -1,9 +1,6 @@
 package apnsmock
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -193,14 +190,6 @@ func (ca *CA) IssueClientCert(o ClientCertOptions) (*ClientCert, error) {
 	if o.Topic == "" {
 		return nil, errors.New("apnsmock: client certificate needs a topic")
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	serial, err := randomSerial()
-	if err != nil {
-		return nil, err
-	}
 	now := time.Now()
 	if o.NotBefore.IsZero() {
 		o.NotBefore = now.Add(-time.Hour)
@@ -230,7 +219,6 @@ func (ca *CA) IssueClientCert(o ClientCertOptions) (*ClientCert, error) {
 		return nil, errors.New("apnsmock: client certificate environment: want production, sandbox or empty")
 	}
 	tmpl := &x509.Certificate{
-		SerialNumber:    serial,
 		Subject:         subj,
 		NotBefore:       o.NotBefore,
 		NotAfter:        o.NotAfter,
@@ -238,21 +226,18 @@ func (ca *CA) IssueClientCert(o ClientCertOptions) (*ClientCert, error) {
 		ExtKeyUsage:     []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 		ExtraExtensions: exts,
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.Key)
+	cert, err := ca.Sign(tmpl)
 	if err != nil {
 		return nil, err
 	}
-	leaf, err := x509.ParseCertificate(der)
+	kder, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
 	if err != nil {
 		return nil, err
 	}
-	kder, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return nil, err
-	}
+	cert.Certificate = cert.Certificate[:1] // a push certificate file holds the leaf only
 	return &ClientCert{
-		TLS:     tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf},
-		CertPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		TLS:     cert,
+		CertPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}),
 		KeyPEM:  pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}),
 	}, nil
 }

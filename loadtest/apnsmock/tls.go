@@ -10,48 +10,23 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
-	"net"
 	"time"
+
+	"github.com/wakepush/wakepush/deploy/local/testcert"
 )
 
 // CA is the certificate authority the mock signs its server certificate with.
 // Clients trust [CA.CertPEM] (or [Server.CertPool]).
-type CA struct {
-	Cert *x509.Certificate
-	Key  *ecdsa.PrivateKey
-}
+type CA struct{ testcert.Authority }
 
 // GenerateCA creates a new self-signed ECDSA P-256 CA valid for ten years.
 func GenerateCA() (*CA, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	a, err := testcert.NewAuthority(pkix.Name{CommonName: "wakepush apns-mock CA", Organization: []string{"wakepush loadtest"}},
+		time.Now().AddDate(10, 0, 0))
 	if err != nil {
 		return nil, err
 	}
-	serial, err := randomSerial()
-	if err != nil {
-		return nil, err
-	}
-	now := time.Now()
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: "wakepush apns-mock CA", Organization: []string{"wakepush loadtest"}},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.AddDate(10, 0, 0),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		MaxPathLenZero:        true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return nil, err
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, err
-	}
-	return &CA{Cert: cert, Key: key}, nil
+	return &CA{*a}, nil
 }
 
 // LoadCA parses a CA certificate and its private key (PKCS#8 or SEC 1 EC PEM),
@@ -76,7 +51,7 @@ func LoadCA(certPEM, keyPEM []byte) (*CA, error) {
 	if !ok || !pub.Equal(&key.PublicKey) {
 		return nil, errors.New("apnsmock: CA key does not match CA certificate")
 	}
-	return &CA{Cert: cert, Key: key}, nil
+	return &CA{testcert.Authority{Cert: cert, Key: key}}, nil
 }
 
 // CertPEM returns the CA certificate in PEM form.
@@ -96,52 +71,16 @@ func (ca *CA) KeyPEM() ([]byte, error) {
 // IssueServerCert signs (for any mock server: APNs, FCM) a fresh ECDSA P-256 server certificate valid for
 // 127.0.0.1, ::1, localhost and the extra hosts (DNS names or IP literals).
 func (ca *CA) IssueServerCert(hosts []string) (tls.Certificate, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return tls.Certificate{}, err
-	}
-	serial, err := randomSerial()
-	if err != nil {
-		return tls.Certificate{}, err
-	}
 	now := time.Now()
 	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: "apns-mock", Organization: []string{"wakepush loadtest"}},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.AddDate(1, 0, 0),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		DNSNames:     []string{"localhost"},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+		Subject:     pkix.Name{CommonName: "apns-mock", Organization: []string{"wakepush loadtest"}},
+		NotBefore:   now.Add(-time.Hour),
+		NotAfter:    now.AddDate(1, 0, 0),
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}
-	for _, h := range hosts {
-		if h == "" {
-			continue
-		}
-		if ip := net.ParseIP(h); ip != nil {
-			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
-		} else {
-			tmpl.DNSNames = append(tmpl.DNSNames, h)
-		}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.Key)
-	if err != nil {
-		return tls.Certificate{}, err
-	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		return tls.Certificate{}, err
-	}
-	return tls.Certificate{
-		Certificate: [][]byte{der, ca.Cert.Raw},
-		PrivateKey:  key,
-		Leaf:        leaf,
-	}, nil
-}
-
-func randomSerial() (*big.Int, error) {
-	return rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	testcert.AddHosts(tmpl, append([]string{"localhost", "127.0.0.1", "::1"}, hosts...)...)
+	return ca.Sign(tmpl)
 }
 
 // NewSigningKey creates an APNs-style token signing key: an ECDSA P-256 private

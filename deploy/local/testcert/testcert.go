@@ -1,6 +1,6 @@
-// Package testcert makes throwaway X.509 certificates for tests of TLS connections: a CA, and
-// server and client certificates it signs (ECDSA P-256), generated at test time and written
-// into the test's temporary directory. No key is ever committed.
+// Package testcert makes throwaway X.509 certificates for tests and mocks of TLS connections: a
+// CA, and server and client certificates it signs (ECDSA P-256), generated at run time (for
+// tests, written into the test's temporary directory). No key is ever committed.
 //
 //	ca := testcert.NewCA(t)
 //	srv := ca.Server(t, "127.0.0.1", "localhost") // tls.Certificate + PEM files
@@ -26,14 +26,100 @@ import (
 	"time"
 )
 
-// CA is a test certificate authority.
-type CA struct {
+// Authority is a certificate authority usable outside tests too: the APNs and FCM mocks
+// (loadtest/apnsmock) sign their server and push certificates with one.
+type Authority struct {
 	Cert *x509.Certificate
+	Key  *ecdsa.PrivateKey
+}
+
+// NewAuthority creates a self-signed ECDSA P-256 CA for subject, valid from an hour ago until
+// notAfter.
+func NewAuthority(subject pkix.Name, notAfter time.Time) (*Authority, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("testcert: CA key: %w", err)
+	}
+	sn, err := RandomSerial()
+	if err != nil {
+		return nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          sn,
+		Subject:               subject,
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              notAfter,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		MaxPathLenZero:        true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return nil, fmt.Errorf("testcert: create CA certificate: %w", err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, fmt.Errorf("testcert: parse CA certificate: %w", err)
+	}
+	return &Authority{Cert: cert, Key: key}, nil
+}
+
+// Sign issues tmpl (subject, names, usages, validity and extensions as given) for a fresh ECDSA
+// P-256 key, filling in a random serial number when tmpl has none. The chain is the leaf then
+// the CA; Leaf is set.
+func (a *Authority) Sign(tmpl *x509.Certificate) (tls.Certificate, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("testcert: key: %w", err)
+	}
+	if tmpl.SerialNumber == nil {
+		if tmpl.SerialNumber, err = RandomSerial(); err != nil {
+			return tls.Certificate{}, err
+		}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, a.Cert, &key.PublicKey, a.Key)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("testcert: create certificate for %q: %w", tmpl.Subject.CommonName, err)
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("testcert: parse certificate for %q: %w", tmpl.Subject.CommonName, err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der, a.Cert.Raw}, PrivateKey: key, Leaf: leaf}, nil
+}
+
+// AddHosts adds hosts (DNS names or IP literals; empty ones are skipped) to tmpl's names.
+func AddHosts(tmpl *x509.Certificate, hosts ...string) {
+	for _, h := range hosts {
+		if h == "" {
+			continue
+		}
+		if ip := net.ParseIP(h); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, h)
+		}
+	}
+}
+
+// RandomSerial returns a random 127-bit certificate serial number.
+func RandomSerial() (*big.Int, error) {
+	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	if err != nil {
+		return nil, fmt.Errorf("testcert: serial: %w", err)
+	}
+	return n, nil
+}
+
+// CA is a test certificate authority: an Authority valid for a day whose certificate and
+// issued pairs are written into the test's temporary directory.
+type CA struct {
+	Authority
 	// CertPEM is Cert in PEM form; CertFile holds it.
 	CertPEM  []byte
 	CertFile string
 
-	key *ecdsa.PrivateKey
 	dir string
 }
 
@@ -50,30 +136,11 @@ type Pair struct {
 // t. It fails the test on error.
 func NewCA(t testing.TB) *CA {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	a, err := NewAuthority(pkix.Name{CommonName: "wakepush test CA " + t.Name()}, time.Now().Add(24*time.Hour))
 	if err != nil {
-		t.Fatalf("testcert: CA key: %v", err)
+		t.Fatal(err)
 	}
-	now := time.Now()
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial(t),
-		Subject:               pkix.Name{CommonName: "wakepush test CA " + t.Name()},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		MaxPathLenZero:        true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatalf("testcert: create CA certificate: %v", err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatalf("testcert: parse CA certificate: %v", err)
-	}
-	ca := &CA{Cert: cert, CertPEM: pemBlock("CERTIFICATE", der), key: key, dir: t.TempDir()}
+	ca := &CA{Authority: *a, CertPEM: pemBlock("CERTIFICATE", a.Cert.Raw), dir: t.TempDir()}
 	ca.CertFile = filepath.Join(ca.dir, "ca.pem")
 	if err := os.WriteFile(ca.CertFile, ca.CertPEM, 0o600); err != nil {
 		t.Fatalf("testcert: %v", err)
@@ -108,59 +175,32 @@ var seq atomic.Int64
 
 func (ca *CA) issue(t testing.TB, cn string, hosts []string, usage x509.ExtKeyUsage) *Pair {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatalf("testcert: key: %v", err)
-	}
 	now := time.Now()
 	tmpl := &x509.Certificate{
-		SerialNumber: serial(t),
-		Subject:      pkix.Name{CommonName: cn},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{usage},
+		Subject:     pkix.Name{CommonName: cn},
+		NotBefore:   now.Add(-time.Hour),
+		NotAfter:    now.Add(24 * time.Hour),
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{usage},
 	}
-	for _, h := range hosts {
-		if ip := net.ParseIP(h); ip != nil {
-			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
-		} else {
-			tmpl.DNSNames = append(tmpl.DNSNames, h)
-		}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.key)
+	AddHosts(tmpl, hosts...)
+	cert, err := ca.Sign(tmpl)
 	if err != nil {
-		t.Fatalf("testcert: create certificate for %s: %v", cn, err)
+		t.Fatal(err)
 	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatalf("testcert: parse certificate for %s: %v", cn, err)
-	}
-	pkcs8, err := x509.MarshalPKCS8PrivateKey(key)
+	pkcs8, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
 	if err != nil {
 		t.Fatalf("testcert: marshal key: %v", err)
 	}
 	base := filepath.Join(ca.dir, fmt.Sprintf("%d-%s", seq.Add(1), sanitize(cn)))
-	p := &Pair{
-		TLS:      tls.Certificate{Certificate: [][]byte{der, ca.Cert.Raw}, PrivateKey: key, Leaf: leaf},
-		CertFile: base + ".pem",
-		KeyFile:  base + ".key",
-	}
-	if err := os.WriteFile(p.CertFile, append(pemBlock("CERTIFICATE", der), ca.CertPEM...), 0o600); err != nil {
+	p := &Pair{TLS: cert, CertFile: base + ".pem", KeyFile: base + ".key"}
+	if err := os.WriteFile(p.CertFile, append(pemBlock("CERTIFICATE", cert.Certificate[0]), ca.CertPEM...), 0o600); err != nil {
 		t.Fatalf("testcert: %v", err)
 	}
 	if err := os.WriteFile(p.KeyFile, pemBlock("PRIVATE KEY", pkcs8), 0o600); err != nil {
 		t.Fatalf("testcert: %v", err)
 	}
 	return p
-}
-
-func serial(t testing.TB) *big.Int {
-	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 128))
-	if err != nil {
-		t.Fatalf("testcert: serial: %v", err)
-	}
-	return n
 }
 
 func pemBlock(typ string, der []byte) []byte {
