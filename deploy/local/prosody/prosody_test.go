@@ -1,11 +1,8 @@
 package prosody_test
 
 import (
-	"crypto/sha1"
-	"encoding/hex"
 	"io"
 	"net"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -28,18 +25,7 @@ func TestStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	io.WriteString(c, "<stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams' to='"+srv.ComponentJID+"'>")
-	header := readUntil(t, c, ">")
-	m := regexp.MustCompile(`id=['"]([^'"]+)['"]`).FindStringSubmatch(header)
-	if m == nil {
-		t.Fatalf("no stream id in %q", header)
-	}
-	sum := sha1.Sum([]byte(m[1] + srv.ComponentSecret))
-	io.WriteString(c, "<handshake>"+hex.EncodeToString(sum[:])+"</handshake>")
-	if got := readUntil(t, c, "handshake"); !strings.Contains(got, "<handshake") {
-		t.Fatalf("handshake answer %q", got)
-	}
+	handshake(t, c, srv)
 	srv.WaitLog("External component successfully authenticated", 5*time.Second)
 
 	// The c2s port speaks XMPP.
