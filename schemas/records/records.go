@@ -67,6 +67,11 @@ func newMessage(schema string) (proto.Message, error) {
 	case SchemaName(&wakepushv1.DeadLetter{}):
 		return &wakepushv1.DeadLetter{}, nil
 	default:
+		// The header comes from whoever wrote the record: quote at most 64 bytes of it, so an
+		// error (dead-letter reasons, logs) stays small whatever the header holds.
+		if len(schema) > 64 {
+			return nil, fmt.Errorf("unknown record schema %q… (%d bytes)", schema[:64], len(schema))
+		}
 		return nil, fmt.Errorf("unknown record schema %q", schema)
 	}
 }
