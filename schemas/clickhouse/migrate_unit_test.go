@@ -57,6 +57,11 @@ func TestEmbeddedMigrations(t *testing.T) {
 			if strings.Contains(s, "CREATE") && !strings.Contains(s, "IF NOT EXISTS") {
 				t.Errorf("migration %04d_%s: CREATE without IF NOT EXISTS is not idempotent: %.80q", m.Version, m.Name, s)
 			}
+			for _, what := range []string{"ADD COLUMN", "ADD INDEX", "ADD PROJECTION"} {
+				if strings.Count(s, what) != strings.Count(s, what+" IF NOT EXISTS") {
+					t.Errorf("migration %04d_%s: %s without IF NOT EXISTS is not idempotent: %.80q", m.Version, m.Name, what, s)
+				}
+			}
 		}
 	}
 }

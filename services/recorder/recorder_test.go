@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -16,6 +18,7 @@ import (
 	ch "github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/segmentio/kafka-go"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
@@ -54,10 +57,22 @@ func testDatabase(t testing.TB, srv *chdb.Server, prefix string) (string, driver
 // fixture is one record of every type, shaped so the analyst queries have something to find:
 // d1's events e1 (listed by wake w1) and e3 (not listed, covered by the next wake w2) are
 // delivered; d2's event e2 has no wake at all; d3's event e4 gets its wake w3 only 6 s later.
+// Records e1, w1, x1, c1 and l1 are created in sampled traces (fixtureTrace), the others in none.
 type fixture struct {
 	base    time.Time
 	records []kafkax.Record
 }
+
+// fixtureTrace is the sampled trace id a fixture record with id is created in ("" for none).
+func fixtureTrace(id string) string {
+	if i := slices.Index([]string{"e1", "w1", "x1", "c1", "l1"}, id); i >= 0 {
+		return fmt.Sprintf("4bf92f3577b34da6a3ce929d0e0e47%02x", i+1)
+	}
+	return ""
+}
+
+// fixtureParentSpan is the span id of the remote parent of a traced fixture record.
+const fixtureParentSpan = "0102030405060708"
 
 func newFixture() fixture {
 	base := time.Now().UTC().Truncate(time.Minute).Add(-10*time.Minute + 5*time.Second)
@@ -80,7 +95,7 @@ func newFixture() fixture {
 		topic, key string
 		msg        proto.Message
 	}{
-		{topics.Registrations, "d1", &wakepushv1.Registration{Id: "r1", CreatedAt: tsp(at(-3600_000)), DeviceId: "d1", App: "im.monal", Platform: apns,
+		{topics.Registrations, "d1/reg-1", &wakepushv1.Registration{Id: "r1", CreatedAt: tsp(at(-3600_000)), DeviceId: "d1", RegistrationId: "reg-1", App: "im.monal", Platform: apns,
 			Environment: wakepushv1.Environment_ENVIRONMENT_SANDBOX, Token: "SECRET-TOKEN-d1", State: wakepushv1.RegistrationState_REGISTRATION_STATE_ACTIVE,
 			Source: wakepushv1.RegistrationSource_REGISTRATION_SOURCE_HTTP_API, RegisteredAt: tsp(at(-3600_000))}},
 		{topics.Events, "d1", ev("e1", "d1", 0)},
@@ -99,7 +114,14 @@ func newFixture() fixture {
 	}
 	f := fixture{base: base}
 	for _, r := range recs {
-		f.records = append(f.records, kafkax.Record{Topic: r.topic, Key: r.key, Msg: r.msg})
+		rec := kafkax.Record{Topic: r.topic, Key: r.key, Msg: r.msg}
+		if tid := fixtureTrace(r.msg.ProtoReflect().Get(r.msg.ProtoReflect().Descriptor().Fields().ByName("id")).String()); tid != "" {
+			traceID, _ := trace.TraceIDFromHex(tid)
+			spanID, _ := trace.SpanIDFromHex(fixtureParentSpan)
+			rec.Ctx = trace.ContextWithRemoteSpanContext(context.Background(), trace.NewSpanContext(trace.SpanContextConfig{
+				TraceID: traceID, SpanID: spanID, TraceFlags: trace.FlagsSampled, Remote: true}))
+		}
+		f.records = append(f.records, rec)
 	}
 	return f
 }
@@ -212,6 +234,70 @@ func TestRecorderEndToEnd(t *testing.T) {
 		}
 	})
 
+	t.Run("rows carry the trace context of their record", func(t *testing.T) {
+		// Every traced record's row has its trace id and the id of the producer span (a child
+		// of the remote parent, so a new span id); untraced ones have none.
+		hex16 := regexp.MustCompile(`^[0-9a-f]{16}$`)
+		for _, table := range []string{"events", "wakes", "deliveries", "receipts", "dead_letters"} {
+			rows, err := conn.Query(qctx, "SELECT id, trace_id, span_id FROM "+db+"."+table+" FINAL ORDER BY id")
+			if err != nil {
+				t.Fatal(err)
+			}
+			n, traced := 0, 0
+			for rows.Next() {
+				var id, traceID, spanID string
+				if err := rows.Scan(&id, &traceID, &spanID); err != nil {
+					t.Fatal(err)
+				}
+				n++
+				want := fixtureTrace(id)
+				switch {
+				case want == "" && (traceID != "" || spanID != ""):
+					t.Errorf("%s row %s: trace_id %q span_id %q, want none (created in no sampled trace)", table, id, traceID, spanID)
+				case want != "" && (traceID != want || !hex16.MatchString(spanID) || spanID == fixtureParentSpan):
+					t.Errorf("%s row %s: trace_id %q span_id %q, want trace %s and the producer span's own id", table, id, traceID, spanID, want)
+				case want != "":
+					traced++
+				}
+			}
+			rows.Close()
+			if n == 0 || traced != 1 {
+				t.Errorf("%s: %d rows, %d traced; want 1 traced", table, n, traced)
+			}
+		}
+		// From a trace to its rows (the query recorder/README.md documents).
+		got := map[string]string{}
+		for _, id := range []string{"e1", "w1", "x1"} {
+			rows, err := conn.Query(ch.Context(qctx, ch.WithParameters(ch.Parameters{"trace_id": fixtureTrace(id)})), `
+				SELECT 'event' AS kind, id FROM `+db+`.events WHERE trace_id = {trace_id:String}
+				UNION ALL SELECT 'wake', id FROM `+db+`.wakes WHERE trace_id = {trace_id:String}
+				UNION ALL SELECT 'delivery', id FROM `+db+`.deliveries WHERE trace_id = {trace_id:String}
+				UNION ALL SELECT 'receipt', id FROM `+db+`.receipts WHERE trace_id = {trace_id:String}`)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for rows.Next() {
+				var kind, rid string
+				if err := rows.Scan(&kind, &rid); err != nil {
+					t.Fatal(err)
+				}
+				got[id] += kind + ":" + rid + " "
+			}
+			rows.Close()
+		}
+		want := map[string]string{"e1": "event:e1 ", "w1": "wake:w1 ", "x1": "delivery:x1 "}
+		if !maps.Equal(got, want) {
+			t.Errorf("rows by trace id = %q, want %q", got, want)
+		}
+		var regID string
+		if err := conn.QueryRow(qctx, "SELECT registration_id FROM "+db+".registrations FINAL WHERE id = 'r1'").Scan(&regID); err != nil {
+			t.Fatal(err)
+		}
+		if regID != "reg-1" {
+			t.Errorf("registrations row r1 registration_id = %q, want reg-1", regID)
+		}
+	})
+
 	t.Run("nothing secret is stored", func(t *testing.T) {
 		for table := range rowsPerTable {
 			var n uint64
@@ -295,6 +381,35 @@ func TestRecorderEndToEnd(t *testing.T) {
 		}
 		if wakes != 3 || maxMS != 6000 {
 			t.Errorf("rollup: %d wakes, max %v ms; want 3 and 6000", wakes, maxMS)
+		}
+	})
+
+	t.Run("per-minute rollups count what the recorder inserted", func(t *testing.T) {
+		for _, c := range []struct {
+			query string
+			want  uint64
+		}{
+			{"SELECT sum(events) FROM " + db + ".events_1m WHERE app = 'im.monal' AND sender = 'example.com' AND source = 'XMPP_COMPONENT'", rowsPerTable["events"]},
+			{"SELECT sum(deliveries) FROM " + db + ".deliveries_1m WHERE app = 'im.monal' AND platform = 'APNS'", rowsPerTable["deliveries"]},
+			{"SELECT sum(deliveries) FROM " + db + ".deliveries_1m WHERE outcome = 'ACCEPTED'", 2},
+			{"SELECT sum(dead_letters) FROM " + db + ".dead_letters_1m WHERE stage = 'sender' AND source_topic = 'push.wakes'", 1},
+			{"SELECT sum(dead_letters) FROM " + db + ".dead_letters_1m WHERE stage = 'recorder'", 2},
+		} {
+			var n uint64
+			if err := conn.QueryRow(qctx, c.query).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			if n != c.want {
+				t.Errorf("%s = %d, want %d", c.query, n, c.want)
+			}
+		}
+		// Deliveries' wake -> provider answer: x0 200-100, x1 400-100, x2 3200-100 ms.
+		var q []float64
+		if err := conn.QueryRow(qctx, "SELECT quantilesTDigestMerge(0.5, 0.9, 0.99)(wake_to_provider_ms) FROM "+db+".deliveries_1m").Scan(&q); err != nil {
+			t.Fatal(err)
+		}
+		if len(q) != 3 || q[0] != 300 || q[2] < 2000 || q[2] > 3100 {
+			t.Errorf("wake_to_provider_ms quantiles = %v, want p50 300 and p99 near 3100", q)
 		}
 	})
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
@@ -8,10 +9,13 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	wakepushv1 "github.com/wakepush/wakepush/schemas/gen/wakepushv1"
+	"github.com/wakepush/wakepush/services/internal/kafkax"
 )
 
 // table is a ClickHouse table the recorder writes, with the columns it inserts, in the order of
@@ -25,26 +29,29 @@ var (
 	eventsTable = table{"events", []string{
 		"id", "accepted_at", "device_id", "app", "platform", "source", "sender", "node_hash",
 		"urgent", "important", "message_count", "pending_subscription_count", "kafka_partition", "kafka_offset",
+		"trace_id", "span_id",
 	}}
 	registrationsTable = table{"registrations", []string{
-		"id", "created_at", "device_id", "app", "platform", "environment", "has_token", "state", "source",
+		"id", "created_at", "device_id", "registration_id", "app", "platform", "environment", "has_token", "state", "source",
 		"reason", "provider_invalid_at", "registered_at", "kafka_partition", "kafka_offset",
 	}}
 	wakesTable = table{"wakes", []string{
 		"id", "created_at", "device_id", "app", "platform", "reason", "event_count", "event_ids",
 		"first_event_at", "last_event_at", "urgent", "kafka_partition", "kafka_offset",
+		"trace_id", "span_id",
 	}}
 	deliveriesTable = table{"deliveries", []string{
 		"id", "created_at", "wake_id", "device_id", "app", "platform", "environment", "outcome", "attempt",
 		"status_code", "reason", "provider_message_id", "provider_latency_ms", "wake_created_at",
-		"kafka_partition", "kafka_offset",
+		"kafka_partition", "kafka_offset", "trace_id", "span_id",
 	}}
 	receiptsTable = table{"receipts", []string{
 		"id", "created_at", "wake_id", "device_id", "app", "received_at", "kafka_partition", "kafka_offset",
+		"trace_id", "span_id",
 	}}
 	deadLettersTable = table{"dead_letters", []string{
 		"id", "created_at", "source_topic", "source_partition", "source_offset", "stage", "reason",
-		"value_bytes", "kafka_topic", "kafka_partition", "kafka_offset",
+		"value_bytes", "kafka_topic", "kafka_partition", "kafka_offset", "trace_id", "span_id",
 	}}
 
 	// tables lists every table in the order a flush inserts them.
@@ -52,9 +59,11 @@ var (
 )
 
 // rowFor maps a decoded record, read from msg, to its table and row. Only fields that carry no
-// content and no provider token are kept (DESIGN §4).
+// content and no provider token are kept (DESIGN §4). Rows of every table but registrations end
+// with the trace id and span id from msg's traceparent header (traceIDs).
 func rowFor(rec proto.Message, msg *kafka.Message) (table, []any, error) {
 	part, off := int32(msg.Partition), msg.Offset
+	traceID, spanID := traceIDs(msg)
 	switch r := rec.(type) {
 	case *wakepushv1.PushEvent:
 		return eventsTable, []any{
@@ -63,11 +72,11 @@ func rowFor(rec proto.Message, msg *kafka.Message) (table, []any, error) {
 			enumName(r.GetSource().String(), "EVENT_SOURCE_"),
 			r.GetSender(), nodeHash(r.GetNode()),
 			r.GetUrgent(), r.GetImportant(), r.GetMessageCount(), r.GetPendingSubscriptionCount(),
-			part, off,
+			part, off, traceID, spanID,
 		}, nil
 	case *wakepushv1.Registration:
 		return registrationsTable, []any{
-			r.GetId(), ts(r.GetCreatedAt()), r.GetDeviceId(), r.GetApp(),
+			r.GetId(), ts(r.GetCreatedAt()), r.GetDeviceId(), r.GetRegistrationId(), r.GetApp(),
 			enumName(r.GetPlatform().String(), "PLATFORM_"),
 			enumName(r.GetEnvironment().String(), "ENVIRONMENT_"),
 			r.GetToken() != "",
@@ -86,7 +95,7 @@ func rowFor(rec proto.Message, msg *kafka.Message) (table, []any, error) {
 			enumName(r.GetPlatform().String(), "PLATFORM_"),
 			enumName(r.GetReason().String(), "WAKE_REASON_"),
 			r.GetEventCount(), ids, ts(r.GetFirstEventAt()), ts(r.GetLastEventAt()), r.GetUrgent(),
-			part, off,
+			part, off, traceID, spanID,
 		}, nil
 	case *wakepushv1.Delivery:
 		var latencyMS float64
@@ -100,18 +109,18 @@ func rowFor(rec proto.Message, msg *kafka.Message) (table, []any, error) {
 			enumName(r.GetOutcome().String(), "DELIVERY_OUTCOME_"),
 			r.GetAttempt(), uint16(min(r.GetStatusCode(), 65535)), r.GetReason(), r.GetProviderMessageId(),
 			latencyMS, ts(r.GetWakeCreatedAt()),
-			part, off,
+			part, off, traceID, spanID,
 		}, nil
 	case *wakepushv1.Receipt:
 		return receiptsTable, []any{
 			r.GetId(), ts(r.GetCreatedAt()), r.GetWakeId(), r.GetDeviceId(), r.GetApp(), optTS(r.GetReceivedAt()),
-			part, off,
+			part, off, traceID, spanID,
 		}, nil
 	case *wakepushv1.DeadLetter:
 		return deadLettersTable, []any{
 			r.GetId(), ts(r.GetCreatedAt()), r.GetTopic(), r.GetPartition(), r.GetOffset(), r.GetStage(),
 			r.GetReason(), uint32(min(len(r.GetValue()), 1<<32-1)),
-			msg.Topic, part, off,
+			msg.Topic, part, off, traceID, spanID,
 		}, nil
 	}
 	return table{}, nil, fmt.Errorf("no table for record type %T", rec)
@@ -127,12 +136,29 @@ func poisonRow(msg *kafka.Message, reason string) []any {
 	if msg.Time.IsZero() {
 		created = time.Unix(0, 0).UTC()
 	}
+	traceID, spanID := traceIDs(msg)
 	return []any{
 		fmt.Sprintf("%s:%s:%d:%d", poisonStage, msg.Topic, msg.Partition, msg.Offset),
 		created, msg.Topic, int32(msg.Partition), msg.Offset, poisonStage, reason,
 		uint32(min(len(msg.Value), 1<<32-1)),
-		msg.Topic, int32(msg.Partition), msg.Offset,
+		msg.Topic, int32(msg.Partition), msg.Offset, traceID, spanID,
 	}
+}
+
+// traceContext reads W3C traceparent headers. It is used directly rather than through the
+// global propagator, so the columns do not depend on how telemetry is set up.
+var traceContext propagation.TraceContext
+
+// traceIDs returns the trace id and span id (lower-case hex) of the traceparent header of msg:
+// the context of the producer span that wrote the record. Both are "" when the header is
+// missing or malformed, or when the trace was not sampled (no trace backend has it, so the id
+// would lead nowhere; services that export nothing create unsampled spans).
+func traceIDs(msg *kafka.Message) (traceID, spanID string) {
+	sc := trace.SpanContextFromContext(traceContext.Extract(context.Background(), kafkax.HeaderCarrier{Headers: &msg.Headers}))
+	if !sc.IsValid() || !sc.IsSampled() {
+		return "", ""
+	}
+	return sc.TraceID().String(), sc.SpanID().String()
 }
 
 // enumName turns a protobuf enum value name into the table's form: "PLATFORM_APNS" → "APNS".

@@ -39,40 +39,40 @@ func TestRowFor(t *testing.T) {
 				Source: wakepushv1.EventSource_EVENT_SOURCE_XMPP_COMPONENT, Sender: "example.com", Node: "node-1", Urgent: true, Important: true,
 				MessageCount: 3, PendingSubscriptionCount: 1},
 			table: "events",
-			want:  []any{"e1", t0, "d1", "im.monal", "APNS", "XMPP_COMPONENT", "example.com", nodeHash("node-1"), true, true, uint32(3), uint32(1), int32(3), int64(42)},
+			want:  []any{"e1", t0, "d1", "im.monal", "APNS", "XMPP_COMPONENT", "example.com", nodeHash("node-1"), true, true, uint32(3), uint32(1), int32(3), int64(42), "", ""},
 		},
 		{
 			name:  "event with zero values",
 			rec:   &wakepushv1.PushEvent{Id: "e0"},
 			table: "events",
-			want:  []any{"e0", epoch, "", "", "UNSPECIFIED", "UNSPECIFIED", "", uint64(0), false, false, uint32(0), uint32(0), int32(3), int64(42)},
+			want:  []any{"e0", epoch, "", "", "UNSPECIFIED", "UNSPECIFIED", "", uint64(0), false, false, uint32(0), uint32(0), int32(3), int64(42), "", ""},
 		},
 		{
 			name: "registration keeps no token",
-			rec: &wakepushv1.Registration{Id: "r1", CreatedAt: tsp(t0), DeviceId: "d1", App: "im.monal", Platform: wakepushv1.Platform_PLATFORM_FCM,
+			rec: &wakepushv1.Registration{Id: "r1", CreatedAt: tsp(t0), DeviceId: "d1", RegistrationId: "reg-1", App: "im.monal", Platform: wakepushv1.Platform_PLATFORM_FCM,
 				Environment: wakepushv1.Environment_ENVIRONMENT_SANDBOX, Token: "SECRET-TOKEN", State: wakepushv1.RegistrationState_REGISTRATION_STATE_UNREGISTERED,
 				Source: wakepushv1.RegistrationSource_REGISTRATION_SOURCE_SENDER, Reason: "apns:Unregistered", ProviderInvalidAt: tsp(t1), RegisteredAt: tsp(t2)},
 			table: "registrations",
-			want:  []any{"r1", t0, "d1", "im.monal", "FCM", "SANDBOX", true, "UNREGISTERED", "SENDER", "apns:Unregistered", &t1, &t2, int32(3), int64(42)},
+			want:  []any{"r1", t0, "d1", "reg-1", "im.monal", "FCM", "SANDBOX", true, "UNREGISTERED", "SENDER", "apns:Unregistered", &t1, &t2, int32(3), int64(42)},
 		},
 		{
 			name:  "registration without optional times",
 			rec:   &wakepushv1.Registration{Id: "r2", CreatedAt: tsp(t0), State: wakepushv1.RegistrationState_REGISTRATION_STATE_ACTIVE},
 			table: "registrations",
-			want:  []any{"r2", t0, "", "", "UNSPECIFIED", "UNSPECIFIED", false, "ACTIVE", "UNSPECIFIED", "", (*time.Time)(nil), (*time.Time)(nil), int32(3), int64(42)},
+			want:  []any{"r2", t0, "", "", "", "UNSPECIFIED", "UNSPECIFIED", false, "ACTIVE", "UNSPECIFIED", "", (*time.Time)(nil), (*time.Time)(nil), int32(3), int64(42)},
 		},
 		{
 			name: "wake",
 			rec: &wakepushv1.Wake{Id: "w1", CreatedAt: tsp(t2), DeviceId: "d1", App: "a", Platform: wakepushv1.Platform_PLATFORM_APNS,
 				Reason: wakepushv1.WakeReason_WAKE_REASON_TRAILING, EventCount: 70, EventIds: []string{"e1", "e2"}, FirstEventAt: tsp(t0), LastEventAt: tsp(t1), Urgent: true},
 			table: "wakes",
-			want:  []any{"w1", t2, "d1", "a", "APNS", "TRAILING", uint32(70), []string{"e1", "e2"}, t0, t1, true, int32(3), int64(42)},
+			want:  []any{"w1", t2, "d1", "a", "APNS", "TRAILING", uint32(70), []string{"e1", "e2"}, t0, t1, true, int32(3), int64(42), "", ""},
 		},
 		{
 			name:  "wake without event ids",
 			rec:   &wakepushv1.Wake{Id: "w2", CreatedAt: tsp(t2), Reason: wakepushv1.WakeReason_WAKE_REASON_URGENT},
 			table: "wakes",
-			want:  []any{"w2", t2, "", "", "UNSPECIFIED", "URGENT", uint32(0), []string{}, epoch, epoch, false, int32(3), int64(42)},
+			want:  []any{"w2", t2, "", "", "UNSPECIFIED", "URGENT", uint32(0), []string{}, epoch, epoch, false, int32(3), int64(42), "", ""},
 		},
 		{
 			name: "delivery",
@@ -80,31 +80,31 @@ func TestRowFor(t *testing.T) {
 				Environment: wakepushv1.Environment_ENVIRONMENT_PRODUCTION, Outcome: wakepushv1.DeliveryOutcome_DELIVERY_OUTCOME_ACCEPTED, Attempt: 2,
 				StatusCode: 200, Reason: "", ProviderMessageId: "apns-id-1", ProviderLatency: durationpb.New(12500 * time.Microsecond), WakeCreatedAt: tsp(t1)},
 			table: "deliveries",
-			want:  []any{"x1", t2, "w1", "d1", "a", "APNS", "PRODUCTION", "ACCEPTED", uint32(2), uint16(200), "", "apns-id-1", 12.5, t1, int32(3), int64(42)},
+			want:  []any{"x1", t2, "w1", "d1", "a", "APNS", "PRODUCTION", "ACCEPTED", uint32(2), uint16(200), "", "apns-id-1", 12.5, t1, int32(3), int64(42), "", ""},
 		},
 		{
 			name:  "delivery of an unknown future outcome keeps its number",
 			rec:   &wakepushv1.Delivery{Id: "x2", Outcome: wakepushv1.DeliveryOutcome(17), StatusCode: 70000},
 			table: "deliveries",
-			want:  []any{"x2", epoch, "", "", "", "UNSPECIFIED", "UNSPECIFIED", "17", uint32(0), uint16(65535), "", "", 0.0, epoch, int32(3), int64(42)},
+			want:  []any{"x2", epoch, "", "", "", "UNSPECIFIED", "UNSPECIFIED", "17", uint32(0), uint16(65535), "", "", 0.0, epoch, int32(3), int64(42), "", ""},
 		},
 		{
 			name:  "receipt",
 			rec:   &wakepushv1.Receipt{Id: "c1", CreatedAt: tsp(t2), WakeId: "w1", DeviceId: "d1", App: "a", ReceivedAt: tsp(t1)},
 			table: "receipts",
-			want:  []any{"c1", t2, "w1", "d1", "a", &t1, int32(3), int64(42)},
+			want:  []any{"c1", t2, "w1", "d1", "a", &t1, int32(3), int64(42), "", ""},
 		},
 		{
 			name:  "receipt without device time",
 			rec:   &wakepushv1.Receipt{Id: "c2", CreatedAt: tsp(t2)},
 			table: "receipts",
-			want:  []any{"c2", t2, "", "", "", (*time.Time)(nil), int32(3), int64(42)},
+			want:  []any{"c2", t2, "", "", "", (*time.Time)(nil), int32(3), int64(42), "", ""},
 		},
 		{
 			name:  "dead letter keeps the size of the value, not the value",
 			rec:   &wakepushv1.DeadLetter{Id: "l1", CreatedAt: tsp(t0), Topic: "push.wakes", Partition: 5, Offset: 99, Stage: "sender", Reason: "attempts exhausted", Value: []byte("SECRET-TOKEN-IN-VALUE")},
 			table: "dead_letters",
-			want:  []any{"l1", t0, "push.wakes", int32(5), int64(99), "sender", "attempts exhausted", uint32(21), "push.x", int32(3), int64(42)},
+			want:  []any{"l1", t0, "push.wakes", int32(5), int64(99), "sender", "attempts exhausted", uint32(21), "push.x", int32(3), int64(42), "", ""},
 		},
 	}
 	for _, tt := range tests {
@@ -119,6 +119,9 @@ func TestRowFor(t *testing.T) {
 			}
 			if len(row) != len(tab.columns) {
 				t.Fatalf("row has %d values for %d columns", len(row), len(tab.columns))
+			}
+			if len(tt.want) != len(tab.columns) {
+				t.Fatalf("want has %d values for %d columns", len(tt.want), len(tab.columns))
 			}
 			for i := range row {
 				if !equalValue(row[i], tt.want[i]) {
@@ -156,6 +159,52 @@ func equalValue(got, want any) bool {
 	return reflect.DeepEqual(got, want)
 }
 
+// TestTraceIDs checks that every table but registrations gets the trace id and span id of the
+// record's traceparent header, and "" when the header is missing, malformed or not sampled.
+func TestTraceIDs(t *testing.T) {
+	t.Parallel()
+	const (
+		traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
+		spanID  = "00f067aa0ba902b7"
+	)
+	header := func(v string) []kafka.Header { return []kafka.Header{{Key: "traceparent", Value: []byte(v)}} }
+	recs := []proto.Message{
+		&wakepushv1.PushEvent{Id: "e"}, &wakepushv1.Wake{Id: "w"}, &wakepushv1.Delivery{Id: "x"},
+		&wakepushv1.Receipt{Id: "c"}, &wakepushv1.DeadLetter{Id: "l"},
+	}
+	tests := []struct {
+		name        string
+		headers     []kafka.Header
+		trace, span string
+	}{
+		{"sampled", header("00-" + traceID + "-" + spanID + "-01"), traceID, spanID},
+		{"not sampled", header("00-" + traceID + "-" + spanID + "-00"), "", ""},
+		{"no header", nil, "", ""},
+		{"malformed", header("00-" + traceID + "-zz-01"), "", ""},
+		{"all-zero trace id", header("00-00000000000000000000000000000000-" + spanID + "-01"), "", ""},
+	}
+	for _, tt := range tests {
+		msg := &kafka.Message{Topic: "push.x", Headers: tt.headers}
+		for _, rec := range recs {
+			tab, row, err := rowFor(rec, msg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ti, si := slices.Index(tab.columns, "trace_id"), slices.Index(tab.columns, "span_id")
+			if ti < 0 || si < 0 {
+				t.Fatalf("%s has no trace_id/span_id column", tab.name)
+			}
+			if row[ti] != tt.trace || row[si] != tt.span {
+				t.Errorf("%s: %s row trace_id %q span_id %q, want %q %q", tt.name, tab.name, row[ti], row[si], tt.trace, tt.span)
+			}
+		}
+		row := poisonRow(msg, "unknown schema")
+		if row[len(row)-2] != tt.trace || row[len(row)-1] != tt.span {
+			t.Errorf("%s: poison row ends %q %q, want %q %q", tt.name, row[len(row)-2], row[len(row)-1], tt.trace, tt.span)
+		}
+	}
+}
+
 func TestRowForUnknownType(t *testing.T) {
 	t.Parallel()
 	if _, _, err := rowFor(&timestamppb.Timestamp{}, &kafka.Message{}); err == nil {
@@ -167,7 +216,7 @@ func TestPoisonRow(t *testing.T) {
 	t.Parallel()
 	msg := &kafka.Message{Topic: "push.events", Partition: 1, Offset: 7, Time: t0, Value: []byte("SECRET garbage")}
 	row := poisonRow(msg, "unknown schema")
-	want := []any{"recorder:push.events:1:7", t0, "push.events", int32(1), int64(7), "recorder", "unknown schema", uint32(14), "push.events", int32(1), int64(7)}
+	want := []any{"recorder:push.events:1:7", t0, "push.events", int32(1), int64(7), "recorder", "unknown schema", uint32(14), "push.events", int32(1), int64(7), "", ""}
 	if len(row) != len(deadLettersTable.columns) {
 		t.Fatalf("poison row has %d values for %d columns", len(row), len(deadLettersTable.columns))
 	}

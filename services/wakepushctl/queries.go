@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"reflect"
-	"regexp"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -21,54 +20,54 @@ import (
 	"github.com/wakepush/wakepush/services/internal/redact"
 )
 
-// listQueries prints each analyst query with the first line of its comment.
+// listQueries prints each analyst query with the first line of its comment and its parameters:
+// name, type, default and meaning.
 func listQueries(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	for _, name := range chschema.Queries() {
-		text, err := chschema.Query(name)
+	for i, name := range chschema.Queries() {
+		q, err := chschema.LoadQuery(name)
 		if err != nil {
 			return err
 		}
-		first, _, _ := strings.Cut(text, "\n")
-		first = strings.TrimSpace(strings.TrimPrefix(strings.TrimPrefix(first, "--"), " "+name+":"))
-		fmt.Fprintf(tw, "%s\t%s\n", name, strings.TrimPrefix(first, name+": "))
+		if i > 0 {
+			fmt.Fprintln(tw)
+		}
+		fmt.Fprintf(tw, "%s\t%s\n", name, q.Summary)
+		for _, p := range q.Params {
+			fmt.Fprintf(tw, "  %s\t%s = %s\t%s\n", p.Name, p.Type, p.Default, p.Doc)
+		}
 	}
+	fmt.Fprintln(tw)
+	fmt.Fprintln(tw, "Run one with wakepushctl query NAME [name=value ...]; every parameter has its default.")
+	fmt.Fprintln(tw, "Times: 1h (an hour ago), now, now-15m, RFC 3339 or 2006-01-02 15:04:05 (UTC); *_ms/*_s")
+	fmt.Fprintln(tw, "parameters also take durations, and slack=5s stands for slack_ms=5000.")
 	return tw.Flush()
 }
 
-var paramRE = regexp.MustCompile(`\{(\w+):[^}]+\}`)
-
-// queryParams returns the names of the query parameters a query text uses, in order of first use.
-func queryParams(text string) []string {
-	var names []string
-	seen := map[string]bool{}
-	for _, m := range paramRE.FindAllStringSubmatch(text, -1) {
-		if !seen[m[1]] {
-			seen[m[1]] = true
-			names = append(names, m[1])
-		}
-	}
-	return names
+// clickhouseDSN registers the ClickHouse DSN (a secret: environment or file only) on s.
+func clickhouseDSN(s *config.Set, dsn *string) {
+	s.Secret(dsn, "WAKEPUSH_CLICKHOUSE_DSN", "clickhouse://127.0.0.1:19000/wakepush", "ClickHouse DSN (native protocol; may carry credentials)")
 }
 
-// defaultParam gives the parameters every analyst would otherwise type each time: the last hour,
-// all apps.
-func defaultParam(name string, now time.Time) (string, bool) {
-	switch name {
-	case "from":
-		return now.Add(-time.Hour).UTC().Format("2006-01-02 15:04:05.000"), true
-	case "to":
-		return now.UTC().Format("2006-01-02 15:04:05.000"), true
-	case "app":
-		return "", true
+// openClickHouse connects with dsn; errors never show its password.
+func openClickHouse(dsn string) (driver.Conn, error) {
+	opts, err := clickhouse.ParseDSN(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("WAKEPUSH_CLICKHOUSE_DSN: %w", redact.Error(err)) // url.Parse quotes the DSN
 	}
-	return "", false
+	conn, err := clickhouse.Open(opts)
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse: %w", redact.Error(err, opts.Auth.Password))
+	}
+	return conn, nil
 }
 
-func runQuery(ctx context.Context, args []string) error {
+func runQuery(ctx context.Context, args []string) error { return runQueryTo(ctx, os.Stdout, args) }
+
+func runQueryTo(ctx context.Context, w io.Writer, args []string) error {
 	var dsn string
 	s := config.New("wakepushctl query")
-	s.Secret(&dsn, "WAKEPUSH_CLICKHOUSE_DSN", "clickhouse://127.0.0.1:19000/wakepush", "ClickHouse DSN (native protocol; may carry credentials)")
+	clickhouseDSN(s, &dsn)
 	// Flags first, then NAME and k=v parameters.
 	var rest []string
 	for i, a := range args {
@@ -87,49 +86,33 @@ func runQuery(ctx context.Context, args []string) error {
 	if len(rest) == 0 {
 		return fmt.Errorf("query: name the query (wakepushctl queries lists them)")
 	}
-	text, err := chschema.Query(rest[0])
+	q, err := chschema.LoadQuery(rest[0])
 	if err != nil {
 		return err
 	}
-	params := map[string]string{}
+	args2 := map[string]string{}
 	for _, kv := range rest[1:] {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok {
 			return fmt.Errorf("query: parameter %q: want name=value", kv)
 		}
-		params[k] = v
+		args2[k] = v
 	}
-	var missing []string
-	now := time.Now()
-	for _, p := range queryParams(text) {
-		if _, ok := params[p]; ok {
-			continue
-		}
-		if v, ok := defaultParam(p, now); ok {
-			params[p] = v
-			continue
-		}
-		missing = append(missing, p)
-	}
-	if len(missing) > 0 {
-		return fmt.Errorf("query %s needs parameters %s (see its comment: wakepushctl queries)", rest[0], strings.Join(missing, ", "))
-	}
-
-	opts, err := clickhouse.ParseDSN(dsn)
+	conn, err := openClickHouse(dsn) // before the parameters: a broken DSN is reported first
 	if err != nil {
-		return fmt.Errorf("WAKEPUSH_CLICKHOUSE_DSN: %w", redact.Error(err)) // url.Parse quotes the DSN
-	}
-	conn, err := clickhouse.Open(opts)
-	if err != nil {
-		return fmt.Errorf("clickhouse: %w", redact.Error(err, opts.Auth.Password))
+		return err
 	}
 	defer conn.Close()
-	rows, err := conn.Query(clickhouse.Context(ctx, clickhouse.WithParameters(params)), text)
+	params, err := q.Bind(args2, time.Now())
 	if err != nil {
-		return fmt.Errorf("run %s: %w", rest[0], err)
+		return fmt.Errorf("query %s: %w (wakepushctl queries lists the parameters)", q.Name, err)
+	}
+	rows, err := conn.Query(clickhouse.Context(ctx, clickhouse.WithParameters(params)), q.Text)
+	if err != nil {
+		return fmt.Errorf("run %s: %w", q.Name, err)
 	}
 	defer rows.Close()
-	return printRows(os.Stdout, rows)
+	return printRows(w, rows)
 }
 
 // printRows writes a header and one tab-aligned line per row, whatever the column types.

@@ -4,10 +4,11 @@
 -- Coverage: a wake covers an event when its event_ids lists the event's id; since event_ids
 -- holds at most 64 ids, an event no wake lists is covered by the device's first wake created at
 -- or after the event's acceptance.
--- Parameters:
---   {from:DateTime64(3)}, {to:DateTime64(3)}  events accepted in [from, to), UTC
---   {horizon_s:UInt32}                        how long after `to` wakes and deliveries still count (e.g. 3600)
---   {app:String}                              only this app; '' for all
+-- Parameters (name, type, default, meaning; defaults: the last hour, all apps):
+--   {from:DateTime64(3)} = now-1h   events accepted in [from, to), UTC
+--   {to:DateTime64(3)} = now        end of that range (exclusive)
+--   {horizon_s:UInt32} = 3600       how long after `to` wakes and deliveries still count (s)
+--   {app:String} = ''               only this app; '' for all
 -- Columns: minute, app, platform, events, delivered (events whose wake has an accepted
 --   delivery), undelivered, p50_ms, p90_ms, p99_ms, max_ms (over delivered events).
 WITH

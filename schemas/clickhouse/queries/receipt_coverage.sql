@@ -2,10 +2,11 @@
 -- Of the deliveries the provider accepted, how many the device confirmed with a receipt and how
 -- long that took (DESIGN §7 loss: "accepted deliveries without a device receipt"; meaningful only
 -- for apps whose notification extension sends receipts).
--- Parameters:
---   {from:DateTime64(3)}, {to:DateTime64(3)}  accepted deliveries created in [from, to), UTC
---   {horizon_s:UInt32}                        how long after `to` receipts still count (e.g. 600)
---   {app:String}                              only this app; '' for all
+-- Parameters (name, type, default, meaning; defaults: the last hour, all apps):
+--   {from:DateTime64(3)} = now-1h   accepted deliveries created in [from, to), UTC
+--   {to:DateTime64(3)} = now        end of that range (exclusive)
+--   {horizon_s:UInt32} = 600        how long after `to` receipts still count (s)
+--   {app:String} = ''               only this app; '' for all
 -- Columns: app, platform, accepted, receipted, missing, receipted_ratio, and p50/p90/p99 of the
 --   time from the accepted delivery to the receipt reaching ingest (ms).
 WITH

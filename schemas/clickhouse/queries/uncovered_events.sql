@@ -1,13 +1,14 @@
 -- uncovered_events: accepted events no wake covered within min_interval + slack (DESIGN §5 "no loss").
 -- An event is uncovered when no wake of the same device was created at or after its acceptance
 -- and within min_interval + slack of it. Expect no rows; each row is a lost or late notification.
--- Parameters:
---   {from:DateTime64(3)}, {to:DateTime64(3)}  events accepted in [from, to), UTC; pick `to` at
---                                             least min_interval + slack in the past, or recent
---                                             events still waiting for their wake show up
---   {min_interval_ms:UInt32}                  the app's coalescing interval (ms)
---   {slack_ms:UInt32}                         allowed processing time on top of it (ms)
---   {app:String}                              only this app; '' for all
+-- Parameters (name, type, default, meaning; defaults: the hour before the last minute, all apps):
+--   {from:DateTime64(3)} = now-61m     events accepted in [from, to), UTC
+--   {to:DateTime64(3)} = now-1m        end of that range (exclusive); pick it at least
+--                                      min_interval + slack in the past, or recent events still
+--                                      waiting for their wake show up
+--   {min_interval_ms:UInt32} = 10000   the app's coalescing interval (ms; the apps file's default 10s)
+--   {slack_ms:UInt32} = 5000           allowed processing time on top of it (ms)
+--   {app:String} = ''                  only this app; '' for all
 -- Columns: event_id, accepted_at, device_id, app, platform, sender, urgent, next_wake_at (NULL
 --   when no wake followed at all), wait_ms (to the next wake, NULL when none), device_state
 --   (the device's latest registration state: events of UNREGISTERED devices get no wake by design).

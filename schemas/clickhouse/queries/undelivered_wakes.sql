@@ -1,9 +1,10 @@
 -- undelivered_wakes: wakes with no accepted delivery, with what the sender did instead.
 -- DESIGN §7 loss: "wakes without an accepted delivery".
--- Parameters:
---   {from:DateTime64(3)}, {to:DateTime64(3)}  wakes created in [from, to), UTC
---   {horizon_s:UInt32}                        how long after `to` deliveries still count (e.g. 600)
---   {app:String}                              only this app; '' for all
+-- Parameters (name, type, default, meaning; defaults: the last hour, all apps):
+--   {from:DateTime64(3)} = now-1h   wakes created in [from, to), UTC
+--   {to:DateTime64(3)} = now        end of that range (exclusive)
+--   {horizon_s:UInt32} = 600        how long after `to` deliveries still count (s)
+--   {app:String} = ''               only this app; '' for all
 -- Columns: wake_id, created_at, device_id, app, platform, reason, event_count, attempts (delivery
 --   records seen), last_outcome and last_reason ('' when no delivery record exists at all).
 WITH

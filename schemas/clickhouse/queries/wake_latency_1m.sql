@@ -2,9 +2,10 @@
 -- wake created_at - first_event_at, i.e. how long the oldest event a wake covers waited for it;
 -- cheap over long ranges. Approximate under replays (see migration 0002); for exact
 -- end-to-end numbers use latency_quantiles.
--- Parameters:
---   {from:DateTime64(3)}, {to:DateTime64(3)}  minutes in [from, to), UTC
---   {app:String}                              only this app; '' for all
+-- Parameters (name, type, default, meaning; defaults: the last hour, all apps):
+--   {from:DateTime64(3)} = now-1h   minutes in [from, to), UTC
+--   {to:DateTime64(3)} = now        end of that range (exclusive)
+--   {app:String} = ''               only this app; '' for all
 -- Columns: minute, app, platform, wakes, events, p50_ms, p90_ms, p99_ms, max_ms.
 SELECT
     minute,
