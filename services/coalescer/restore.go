@@ -46,7 +46,6 @@ func (p *partitionRunner) restore(ctx context.Context, offset int64) error {
 	n := 0
 	if start < end {
 		rc := kafkax.PartitionReaderConfig(p.c.cfg.Kafka.Brokers, p.c.dialer, topics.Wakes, p.partition)
-		rc.MaxWait = 100 * time.Millisecond
 		rc.ErrorLogger = p.c.kafkaLog("kafka-reader", p.partition)
 		r := kafka.NewReader(rc)
 		defer r.Close()
