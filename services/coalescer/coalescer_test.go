@@ -391,6 +391,10 @@ func TestCoalescer(t *testing.T) {
 	if !slices.Equal(linked, want) {
 		t.Errorf("trailing wake links to traces %v, want the covered events' %v", linked, want)
 	}
+	// Its parent is the first covered event's context: that publish's trace goes on to the wake.
+	if p := trailingSpan.Parent(); p.TraceID() != links[0].TraceID() || p.SpanID() != links[0].SpanID() {
+		t.Errorf("trailing wake's parent is %s/%s, want the first covered event's %s/%s", p.TraceID(), p.SpanID(), links[0].TraceID(), links[0].SpanID())
+	}
 }
 
 // TestRestartInsideInterval stops the service while a trailing wake is pending and starts it

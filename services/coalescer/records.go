@@ -9,7 +9,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/segmentio/kafka-go"
 	"go.opentelemetry.io/otel/attribute"
-	semconv "go.opentelemetry.io/otel/semconv/v1.37.0"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
 
 	wakepushv1 "github.com/wakepush/wakepush/schemas/gen/wakepushv1"
@@ -113,17 +113,26 @@ func deadLetterRecord(d deadLetter, now time.Time) *wakepushv1.DeadLetter {
 	}
 }
 
-// processSpan starts the CONSUMER span of a wake: a root span (it processes several records)
-// linked to the creation context of every covered event it knows (at most
-// coalesce.MaxEventIDs). The wake record is produced under it.
+// processSpan starts the CONSUMER span of a wake. It links to the creation context of every
+// covered event it knows (at most coalesce.MaxEventIDs), and its parent is the creation context of
+// the first of them: so the trace of the publish that opened the wake goes on to the provider
+// call and the delivery record (with a parent-based sampler, a sampled publish is followed to the
+// end), while the events the wake absorbed later reach it through their links. Without a valid
+// event context it is a root. The wake record is produced under it.
 func (c *coalescer) processSpan(w *coalesce.WakeDecision, partition int) (context.Context, trace.Span) {
-	links := make([]trace.Link, len(w.Links))
-	for i, sc := range w.Links {
-		links[i] = trace.Link{SpanContext: sc}
+	links := make([]trace.Link, 0, len(w.Links))
+	parent := context.Background()
+	for _, sc := range w.Links {
+		if !sc.IsValid() {
+			continue
+		}
+		if len(links) == 0 {
+			parent = trace.ContextWithRemoteSpanContext(parent, sc)
+		}
+		links = append(links, trace.Link{SpanContext: sc})
 	}
-	return c.tracer.Start(context.Background(), "process "+topics.Events,
+	return c.tracer.Start(parent, "process "+topics.Events,
 		trace.WithSpanKind(trace.SpanKindConsumer),
-		trace.WithNewRoot(),
 		trace.WithLinks(links...),
 		trace.WithTimestamp(w.At),
 		trace.WithAttributes(

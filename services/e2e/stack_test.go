@@ -57,6 +57,12 @@ type component struct {
 // startStack starts Kafka, the APNs mock and the four services; comp may be nil.
 func startStack(t *testing.T, comp *component) *stack {
 	t.Helper()
+	return startStackEnv(t, comp, nil)
+}
+
+// startStackEnv is startStack with env ("K=V") added to every service's environment.
+func startStackEnv(t *testing.T, comp *component, env []string) *stack {
+	t.Helper()
 	s := &stack{t: t, procs: map[string]*stacktest.Process{}}
 	s.kafka = stacktest.Kafka(t)
 	chSrv := stacktest.ClickHouse(t)
@@ -106,6 +112,7 @@ func startStack(t *testing.T, comp *component) *stack {
 		"WAKEPUSH_LOG_FORMAT=text",
 		"WAKEPUSH_LOG_LEVEL=debug",
 	}
+	common = append(common, env...)
 	httpAddr := stacktest.FreeAddr(t)
 	s.ingestURL = "http://" + httpAddr
 	ingestEnv := []string{

@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -28,6 +29,7 @@ type demoConfig struct {
 	APNsMockURL   string
 	APNsMockCA    string
 	ClickHouseURL string
+	JaegerURL     string
 	Timeout       time.Duration
 }
 
@@ -40,6 +42,7 @@ func demo(ctx context.Context, args []string) error {
 	s.String(&c.APNsMockURL, "apns-mock", "WAKEPUSH_DEMO_APNS_MOCK_URL", "https://127.0.0.1:18443", "APNs mock base URL")
 	s.String(&c.APNsMockCA, "apns-mock-ca", "WAKEPUSH_DEMO_APNS_MOCK_CA", ".data/dev/apns-ca.pem", "CA of the APNs mock")
 	s.String(&c.ClickHouseURL, "clickhouse-http", "WAKEPUSH_DEMO_CLICKHOUSE_HTTP", "http://127.0.0.1:18123", "ClickHouse HTTP interface")
+	s.String(&c.JaegerURL, "jaeger", "WAKEPUSH_DEMO_JAEGER_URL", "http://127.0.0.1:18686", "Jaeger query service (the dev stack's; empty: do not look for the trace)")
 	s.Duration(&c.Timeout, "timeout", "WAKEPUSH_DEMO_TIMEOUT", 15*time.Second, "how long to wait for the push and the rows")
 	if err := s.Parse(args); err != nil {
 		if err == flag.ErrHelp {
@@ -140,7 +143,29 @@ FORMAT JSONEachRow`, reg.DeviceID)
 		}
 		fmt.Printf("   %s:\n%s", tq.name, indent(body, "   "))
 	}
+	if c.JaegerURL != "" {
+		showTrace(ctx, c.JaegerURL, ev.EventID, start)
+	}
 	return nil
+}
+
+// showTrace prints the publish's trace as Jaeger holds it: its URL and the span tree. A stack
+// without Jaeger is said, not an error.
+func showTrace(ctx context.Context, base, eventID string, start time.Time) {
+	spans, err := demoTrace(ctx, base, eventID, start)
+	switch {
+	case errors.Is(err, errNoJaeger):
+		fmt.Printf("5. no Jaeger at %s: this `make run` has no traces (its first run builds Jaeger in the background, `make jaeger` in the foreground; docs/tracing.md)\n", base)
+		return
+	case err != nil:
+		fmt.Printf("5. trace: %v\n", err)
+		return
+	}
+	id := spans[0].TraceID
+	fmt.Printf("5. the trace in Jaeger (%s), publish → Kafka → wake → APNs → delivery record:\n", since(start))
+	fmt.Printf("   %s/api/v3/traces/%s   (OTLP JSON; Jaeger JSON: %s/api/traces/%s)\n", base, id, base, id)
+	fmt.Printf("   %s/trace/%s   (the web UI, if this Jaeger has one: the Go-built one shows a placeholder, docs/tracing.md)\n", base, id)
+	printTraceTree(os.Stdout, spans, "   ")
 }
 
 func since(t time.Time) string { return time.Since(t).Round(time.Millisecond).String() }

@@ -27,6 +27,7 @@ import (
 	wakepushv1 "github.com/wakepush/wakepush/schemas/gen/wakepushv1"
 	"github.com/wakepush/wakepush/services/ingest/core"
 	"github.com/wakepush/wakepush/services/ingest/ratelimit"
+	"github.com/wakepush/wakepush/services/internal/redact"
 )
 
 // DefaultMaxBody is the default request body limit.
@@ -186,7 +187,7 @@ func (a *api) fail(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	k := kindOf(ce.Code)
 	if k.status >= 500 {
-		trace.SpanFromContext(r.Context()).RecordError(err)
+		trace.SpanFromContext(r.Context()).RecordError(redact.Error(err))
 	}
 	writeProblem(w, k, ce.Detail)
 }

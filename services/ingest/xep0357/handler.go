@@ -11,6 +11,7 @@ import (
 	wakepushv1 "github.com/wakepush/wakepush/schemas/gen/wakepushv1"
 	"github.com/wakepush/wakepush/services/ingest/core"
 	"github.com/wakepush/wakepush/services/ingest/xmpp"
+	"github.com/wakepush/wakepush/services/internal/redact"
 )
 
 // Publisher is the part of the core a publish needs (core.Ingester).
@@ -66,7 +67,7 @@ func ErrorFor(err error) *xmpp.StanzaError {
 func (h *Handler) HandlePublish(ctx context.Context, iq xmpp.IQ) (string, *xmpp.StanzaError) {
 	sender := xmpp.Domain(iq.From)
 	ctx, span := h.tracer.Start(ctx, "xep0357 publish", trace.WithSpanKind(trace.SpanKindServer),
-		trace.WithAttributes(attribute.String("xmpp.from_domain", sender), attribute.String("xmpp.to", iq.To)))
+		trace.WithAttributes(attribute.String("xmpp.from_domain", sender), attribute.String("xmpp.to_domain", xmpp.Domain(iq.To))))
 	defer span.End()
 
 	p, err := ParsePublish(iq.Payload)
@@ -101,7 +102,7 @@ func (h *Handler) HandlePublish(ctx context.Context, iq xmpp.IQ) (string, *xmpp.
 	}
 	if serr := ErrorFor(err); serr != nil {
 		if serr.Type == xmpp.ErrorWait {
-			span.RecordError(err)
+			span.RecordError(redact.Error(err))
 			span.SetStatus(codes.Error, serr.Condition)
 		}
 		span.SetAttributes(attribute.String("xmpp.error.type", serr.Type), attribute.String("xmpp.error.condition", serr.Condition))

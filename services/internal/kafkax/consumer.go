@@ -41,15 +41,35 @@ func PartitionReaderConfig(brokers []string, d *kafka.Dialer, topic string, part
 	return rc
 }
 
+// FetchWait is how long the broker holds a fetch of a reader that is caught up before it answers
+// empty, and so also about how long closing an idle reader takes (kafka-go's Close waits for the
+// fetch in flight). ReaderMaxWait is the kafka-go MaxWait that gives it.
+//
+// kafka-go's Reader uses MaxWait twice: as the socket deadline of each fetch, and, less a
+// round-trip allowance, as the wait it asks the broker for. The allowance is 1 s, or a quarter of
+// MaxWait when MaxWait is under 1 s. MaxWait used to be 250 ms: the broker waited 187 ms and its
+// answer then had 62 ms to arrive. Any stall longer than that (a GC pause, a busy or CPU-starved
+// host, kfake's single request loop) timed the read out; kafka-go logged "the kafka reader got an
+// unknown error reading partition N of T at offset O: ... i/o timeout" through the ErrorLogger
+// (the coalescer's WARN, every few seconds to minutes on the 2-core dev machine), dropped the
+// connection and dialled again. MaxWait = FetchWait + 1 s keeps the broker's wait at 250 ms and
+// gives the answer a whole second, so a timeout now means a broker that is really unreachable.
+const (
+	FetchWait     = 250 * time.Millisecond
+	ReaderMaxWait = FetchWait + time.Second
+)
+
 // readerConfig holds the fetch settings of every wakepush reader: fetch as soon as one byte is
-// there, wait at most 250 ms, up to 16 MiB, and no lag polling (nobody reads it).
+// there, let the broker wait FetchWait for it (ReaderMaxWait), up to 16 MiB, and no lag polling
+// (nobody reads it). A reader that overrides MaxWait must keep it at 1 s more than the wait it
+// wants, or below 1 s accept a socket deadline only a quarter longer than the broker's wait.
 func readerConfig(brokers []string, d *kafka.Dialer) kafka.ReaderConfig {
 	return kafka.ReaderConfig{
 		Brokers:         brokers,
 		Dialer:          d,
 		MinBytes:        1,
 		MaxBytes:        16 << 20,
-		MaxWait:         250 * time.Millisecond,
+		MaxWait:         ReaderMaxWait,
 		ReadBackoffMin:  10 * time.Millisecond,
 		ReadBackoffMax:  250 * time.Millisecond,
 		QueueCapacity:   1000,
@@ -62,6 +82,7 @@ func ConsumeAttributes(group string, msg *kafka.Message) []attribute.KeyValue {
 	return []attribute.KeyValue{
 		semconv.MessagingSystemKafka,
 		semconv.MessagingOperationTypeProcess,
+		semconv.MessagingOperationName("process"),
 		semconv.MessagingDestinationName(msg.Topic),
 		semconv.MessagingDestinationPartitionID(fmt.Sprint(msg.Partition)),
 		semconv.MessagingKafkaOffset(int(msg.Offset)),

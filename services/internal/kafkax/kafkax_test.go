@@ -2,7 +2,9 @@ package kafkax_test
 
 import (
 	"context"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -84,6 +86,106 @@ func TestProducer(t *testing.T) {
 	}
 	if producer == nil || producer.SpanKind() != trace.SpanKindProducer || producer.Parent().SpanID() != parent.SpanContext().SpanID() {
 		t.Fatalf("header trace context %v is not a producer span under the request span", sc)
+	}
+	// Messaging semantic conventions, with the partition and offset the broker assigned.
+	attrs := map[string]string{}
+	for _, kv := range producer.Attributes() {
+		attrs[string(kv.Key)] = kv.Value.Emit()
+	}
+	want := map[string]string{
+		"messaging.system":                   "kafka",
+		"messaging.operation.type":           "send",
+		"messaging.operation.name":           "send",
+		"messaging.destination.name":         topics.Events,
+		"messaging.kafka.message.key":        ev.DeviceId,
+		"messaging.destination.partition.id": strconv.Itoa(msg.Partition),
+		"messaging.kafka.offset":             strconv.FormatInt(msg.Offset, 10),
+	}
+	for k, v := range want {
+		if attrs[k] != v {
+			t.Errorf("producer span %s = %q, want %q (all: %v)", k, attrs[k], v, attrs)
+		}
+	}
+	if producer.Name() != "send "+topics.Events {
+		t.Errorf("producer span name %q", producer.Name())
+	}
+}
+
+// Concurrent Produce calls, several records each, over several partitions: every producer span
+// gets the partition and offset of its own record.
+func TestProducerSpanOffsetsConcurrent(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	otel.SetTracerProvider(tp)
+	otel.SetTextMapPropagator(propagation.TraceContext{})
+	cfg := &kafkax.Config{Brokers: []string{stacktest.Kafka(t)}, Partitions: 3, ReplicationFactor: 1, BatchTimeout: 2 * time.Millisecond}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := cfg.EnsureTopics(ctx, topics.Events); err != nil {
+		t.Fatal(err)
+	}
+	p, err := kafkax.NewProducer(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	devices := []string{"0123456789abcdef0123456789abcdef", "fedcba9876543210fedcba9876543210", "00000000000000000000000000000001", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var recs []kafkax.Record
+			for i := range 5 {
+				dev := devices[(g+i)%len(devices)]
+				recs = append(recs, kafkax.Record{Topic: topics.Events, Key: dev, Msg: &wakepushv1.PushEvent{Id: records.NewID(), DeviceId: dev}})
+			}
+			if err := p.Produce(ctx, recs...); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	// Read everything back and index the records by their producer span id.
+	type pos struct {
+		partition int
+		offset    int64
+	}
+	bySpan := map[trace.SpanID]pos{}
+	for part := range 3 {
+		r := kafka.NewReader(kafka.ReaderConfig{Brokers: cfg.Brokers, Topic: topics.Events, Partition: part})
+		for {
+			rctx, rcancel := context.WithTimeout(ctx, 500*time.Millisecond)
+			msg, err := r.ReadMessage(rctx)
+			rcancel()
+			if err != nil {
+				break
+			}
+			bySpan[trace.SpanContextFromContext(kafkax.Extract(context.Background(), &msg)).SpanID()] = pos{msg.Partition, msg.Offset}
+		}
+		r.Close()
+	}
+	if len(bySpan) != 20 {
+		t.Fatalf("read back %d records, want 20", len(bySpan))
+	}
+	for _, s := range rec.Ended() {
+		want, ok := bySpan[s.SpanContext().SpanID()]
+		if !ok {
+			t.Errorf("span %s has no record", s.Name())
+			continue
+		}
+		got := pos{-1, -1}
+		for _, kv := range s.Attributes() {
+			switch kv.Key {
+			case "messaging.destination.partition.id":
+				got.partition, _ = strconv.Atoi(kv.Value.AsString())
+			case "messaging.kafka.offset":
+				got.offset = kv.Value.AsInt64()
+			}
+		}
+		if got != want {
+			t.Errorf("span %s: partition/offset %v, record at %v", s.SpanContext().SpanID(), got, want)
+		}
 	}
 }
 

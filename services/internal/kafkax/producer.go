@@ -3,6 +3,8 @@ package kafkax
 import (
 	"context"
 	"fmt"
+	"strconv"
+	"sync"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -41,6 +43,11 @@ type Producer struct {
 	w       *kafka.Writer
 	tracer  trace.Tracer
 	latency metric.Float64Histogram
+	// inflight maps the first header of a record being written to its recording producer span,
+	// so that the writer's completion callback (which sees copies of the messages, sharing
+	// their header arrays) can add the partition and offset the broker assigned.
+	mu       sync.Mutex
+	inflight map[*kafka.Header]trace.Span
 }
 
 // NewProducer returns a producer for cfg. Keys are hashed with Murmur2 (Java-compatible), the
@@ -59,7 +66,7 @@ func NewProducer(cfg *Config) (*Producer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("produce latency histogram: %w", err)
 	}
-	return &Producer{
+	p := &Producer{
 		w: &kafka.Writer{
 			Addr:         kafka.TCP(cfg.Brokers...),
 			Transport:    t,
@@ -76,9 +83,37 @@ func NewProducer(cfg *Config) (*Producer, error) {
 			WriteBackoffMax:        time.Second,
 			AllowAutoTopicCreation: false,
 		},
-		tracer:  otel.Tracer("github.com/wakepush/wakepush/services/internal/kafkax"),
-		latency: lat,
-	}, nil
+		tracer:   otel.Tracer("github.com/wakepush/wakepush/services/internal/kafkax"),
+		latency:  lat,
+		inflight: map[*kafka.Header]trace.Span{},
+	}
+	p.w.Completion = p.completed
+	return p, nil
+}
+
+// completed is the writer's completion callback, called once per partition batch before
+// WriteMessages returns: it puts the partition and offset of each written record on its span.
+func (p *Producer) completed(msgs []kafka.Message, err error) {
+	if err != nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.inflight) == 0 {
+		return
+	}
+	for i := range msgs {
+		m := &msgs[i]
+		if len(m.Headers) == 0 {
+			continue
+		}
+		if s, ok := p.inflight[&m.Headers[0]]; ok {
+			s.SetAttributes(
+				semconv.MessagingDestinationPartitionID(strconv.Itoa(m.Partition)),
+				semconv.MessagingKafkaOffset(int(m.Offset)),
+			)
+		}
+	}
 }
 
 // Produce writes records and waits for their acknowledgement.
@@ -100,10 +135,13 @@ func (p *Producer) Produce(ctx context.Context, recs ...Record) error {
 		if parent == nil {
 			parent = ctx
 		}
+		// Messaging semantic conventions (send span). Keys are device ids (keyed hashes) or
+		// "<device_id>/<registration_id>", never a token or a JID, so the key may be recorded.
 		sctx, span := p.tracer.Start(parent, "send "+r.Topic, trace.WithSpanKind(trace.SpanKindProducer),
 			trace.WithAttributes(
 				semconv.MessagingSystemKafka,
 				semconv.MessagingOperationTypeSend,
+				semconv.MessagingOperationName("send"),
 				semconv.MessagingDestinationName(r.Topic),
 				semconv.MessagingKafkaMessageKey(r.Key),
 			))
@@ -118,8 +156,12 @@ func (p *Producer) Produce(ctx context.Context, recs ...Record) error {
 		Inject(sctx, &headers)
 		msgs[i] = kafka.Message{Topic: r.Topic, Key: []byte(r.Key), Value: value, Headers: headers}
 	}
+	tracked := p.track(msgs, spans)
 	start := time.Now()
 	err := p.w.WriteMessages(ctx, msgs...)
+	if tracked {
+		p.untrack(msgs)
+	}
 	outcome := producedOK
 	if err != nil {
 		outcome = producedErr
@@ -136,6 +178,32 @@ func (p *Producer) Produce(ctx context.Context, recs ...Record) error {
 		return fmt.Errorf("produce %d record(s) to %s: %w", len(recs), recs[0].Topic, err)
 	}
 	return nil
+}
+
+// track registers the recording spans of msgs for completed; it reports whether any was.
+func (p *Producer) track(msgs []kafka.Message, spans []trace.Span) bool {
+	tracked := false
+	for i := range msgs {
+		if spans[i].IsRecording() && len(msgs[i].Headers) > 0 {
+			if !tracked {
+				p.mu.Lock()
+				defer p.mu.Unlock()
+				tracked = true
+			}
+			p.inflight[&msgs[i].Headers[0]] = spans[i]
+		}
+	}
+	return tracked
+}
+
+func (p *Producer) untrack(msgs []kafka.Message) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i := range msgs {
+		if len(msgs[i].Headers) > 0 {
+			delete(p.inflight, &msgs[i].Headers[0])
+		}
+	}
 }
 
 // partitionKeyBalancer is kafka-go's Murmur2Balancer on records.PartitionKey of the key.

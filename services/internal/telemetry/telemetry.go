@@ -9,13 +9,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"os"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetrichttp"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
@@ -39,8 +42,37 @@ func OTLPConfigured(signal string) bool {
 	return os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT") != "" || os.Getenv("OTEL_EXPORTER_OTLP_"+signal+"_ENDPOINT") != ""
 }
 
+// Samplers are the OTEL_TRACES_SAMPLER values the SDK implements (docs/tracing.md says what each
+// costs). The ratio samplers take OTEL_TRACES_SAMPLER_ARG, a probability in [0, 1] (default 1).
+var Samplers = []string{"always_on", "always_off", "traceidratio", "parentbased_always_on", "parentbased_always_off", "parentbased_traceidratio"}
+
+// CheckSampler validates OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG. The SDK reads them
+// itself, but on a value it does not understand it reports an error to the global handler and
+// samples every trace: a typo in a production ratio would export everything. So Setup refuses
+// to start instead.
+func CheckSampler() error {
+	name := strings.ToLower(strings.TrimSpace(os.Getenv("OTEL_TRACES_SAMPLER")))
+	arg := strings.TrimSpace(os.Getenv("OTEL_TRACES_SAMPLER_ARG"))
+	if name == "" {
+		return nil
+	}
+	if !slices.Contains(Samplers, name) {
+		return fmt.Errorf("OTEL_TRACES_SAMPLER=%q: not one of %s", name, strings.Join(Samplers, ", "))
+	}
+	if arg != "" && strings.HasSuffix(name, "traceidratio") {
+		v, err := strconv.ParseFloat(arg, 64)
+		if err != nil || v < 0 || v > 1 || math.IsNaN(v) {
+			return fmt.Errorf("OTEL_TRACES_SAMPLER_ARG=%q: want a probability from 0 to 1 for %s", arg, name)
+		}
+	}
+	return nil
+}
+
 // Setup installs global providers for service and returns them.
 func Setup(ctx context.Context, service, version string) (*Providers, error) {
+	if err := CheckSampler(); err != nil {
+		return nil, err
+	}
 	res, err := resource.Merge(resource.Default(), resource.NewWithAttributes(semconv.SchemaURL,
 		semconv.ServiceName(service), semconv.ServiceVersion(version)))
 	if err != nil {
@@ -84,7 +116,7 @@ func Setup(ctx context.Context, service, version string) (*Providers, error) {
 	return &Providers{
 		Tracer:         tp,
 		Meter:          mp,
-		MetricsHandler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
+		MetricsHandler: metricsHandler(reg),
 	}, nil
 }
 

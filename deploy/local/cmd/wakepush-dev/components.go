@@ -25,6 +25,11 @@ var ports = map[string]int{
 	"coalescer-pprof": 18192,
 	"sender-pprof":    18193,
 	"recorder-pprof":  18194,
+	// Jaeger (traces): OTLP/HTTP in, query API out, its gRPC query API and health check.
+	"jaeger-otlp":   18318,
+	"jaeger-query":  18686,
+	"jaeger-grpc":   18685,
+	"jaeger-health": 18133,
 }
 
 // Fixed development secrets: not secret, only for the local stack.
@@ -43,12 +48,26 @@ var stackEnv = []string{
 	"WAKEPUSH_LOG_FORMAT=text",
 }
 
+// traceEnv is given to the traced components (the services) when Jaeger runs: OTLP/HTTP traces
+// to it (traces only: Jaeger takes no metrics), exported every 500 ms so that `make demo-push`
+// finds its trace at once. The SDK's default sampler applies (parentbased_always_on); the
+// supervisor's environment overrides all of it (OTEL_TRACES_SAMPLER=…, docs/tracing.md).
+var traceEnv = []string{
+	"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=http://{addr:jaeger-otlp}/v1/traces",
+	"OTEL_BSP_SCHEDULE_DELAY=500",
+	"OTEL_RESOURCE_ATTRIBUTES=deployment.environment.name=dev",
+}
+
 // component is one child process of the dev stack.
 type component struct {
 	name string
-	pkg  string   // main package, built into {data}/bin/<last element>
-	args []string // expanded
-	env  []string // defaults, expanded; the supervisor's environment overrides them
+	pkg  string // main package, built into {data}/bin/<last element>
+	// bin, instead of pkg, is a binary built elsewhere (expanded): Jaeger, from the user cache.
+	bin string
+	// traced components get traceEnv when Jaeger is part of the stack.
+	traced bool
+	args   []string // expanded
+	env    []string // defaults, expanded; the supervisor's environment overrides them
 	// pinned env is set last: per-process settings whose variable name every
 	// service shares (the readiness URL depends on them).
 	pinned []string
@@ -69,6 +88,15 @@ const (
 
 // components is the dev stack, in start order (stopped in reverse).
 var components = []component{
+	{
+		// Started only when its binary is in the user cache (see traces.go).
+		name:    "jaeger",
+		bin:     "{jaeger-bin}",
+		args:    []string{"--config", "file:{data}/jaeger/jaeger.yaml"},
+		ready:   "http://{addr:jaeger-health}/status",
+		timeout: 60 * time.Second,
+		prepare: prepareJaeger,
+	},
 	{
 		name:    "kafka",
 		pkg:     local + "kafka-broker",
@@ -95,8 +123,9 @@ var components = []component{
 		prepare: prepareAPNsKey,
 	},
 	{
-		name: "ingest",
-		pkg:  svc + "ingest",
+		name:   "ingest",
+		pkg:    svc + "ingest",
+		traced: true,
 		env: []string{
 			"WAKEPUSH_INGEST_HTTP_ADDR={addr:ingest-http}",
 			"WAKEPUSH_NODE_KEYS=" + devNodeKeys,
@@ -111,6 +140,7 @@ var components = []component{
 	{
 		name:    "coalescer",
 		pkg:     svc + "coalescer",
+		traced:  true,
 		pinned:  []string{"WAKEPUSH_ADMIN_ADDR={addr:coalescer-admin}", "WAKEPUSH_PPROF_ADDR={addr:coalescer-pprof}"},
 		ready:   "http://{addr:coalescer-admin}/readyz",
 		timeout: 60 * time.Second,
@@ -118,6 +148,7 @@ var components = []component{
 	{
 		name:    "sender",
 		pkg:     svc + "sender",
+		traced:  true,
 		pinned:  []string{"WAKEPUSH_ADMIN_ADDR={addr:sender-admin}", "WAKEPUSH_PPROF_ADDR={addr:sender-pprof}"},
 		ready:   "http://{addr:sender-admin}/readyz",
 		timeout: 60 * time.Second,
@@ -125,6 +156,7 @@ var components = []component{
 	{
 		name:    "recorder",
 		pkg:     svc + "recorder",
+		traced:  true,
 		env:     []string{"WAKEPUSH_CLICKHOUSE_DSN=clickhouse://{addr:clickhouse-tcp}/wakepush"},
 		pinned:  []string{"WAKEPUSH_ADMIN_ADDR={addr:recorder-admin}", "WAKEPUSH_PPROF_ADDR={addr:recorder-pprof}"},
 		ready:   "http://{addr:recorder-admin}/readyz",

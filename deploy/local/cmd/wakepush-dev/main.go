@@ -3,7 +3,7 @@
 // after the previous one is ready, and stops them in reverse order on Ctrl-C
 // or SIGTERM (SIGTERM, 15 s, SIGKILL).
 //
-//	wakepush-dev [-root DIR] [-data DIR] [-only kafka,clickhouse] [-port-offset N]
+//	wakepush-dev [-root DIR] [-data DIR] [-only kafka,clickhouse] [-port-offset N] [-traces auto|wait|off]
 //
 // Every child's output appears on stdout as "[name] line"; the supervisor's
 // own lines start with "[dev]". Children run in the repository root (found
@@ -16,6 +16,12 @@
 // supervisor's own environment, which overrides them, then its per-process
 // WAKEPUSH_ADMIN_ADDR. If a child exits on its own, the supervisor says so,
 // stops the others and exits 1.
+//
+// Traces (traces.go): Jaeger starts first when its pinned binary is in the
+// user cache, and the services export their spans to it. When it is not,
+// -traces=auto (the default, or WAKEPUSH_DEV_TRACES) starts the stack without
+// traces at once and builds Jaeger in the background for the next run;
+// -traces=wait builds it first; -traces=off leaves it out.
 package main
 
 import (
@@ -51,6 +57,7 @@ type options struct {
 	data       string
 	only       []string
 	portOffset int
+	traces     string
 }
 
 func parseFlags(args []string) (options, error) {
@@ -59,12 +66,20 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.root, "root", "", "repository root (default: the nearest directory above the current one holding go.work)")
 	fs.StringVar(&o.data, "data", "", "state directory (default: <root>/.data)")
 	only := fs.String("only", "", "comma-separated components to start (default all): "+strings.Join(componentNames(), ","))
+	defTraces := os.Getenv("WAKEPUSH_DEV_TRACES")
+	if defTraces == "" {
+		defTraces = tracesAuto
+	}
+	fs.StringVar(&o.traces, "traces", defTraces, "Jaeger: auto (start it when built, else build it in the background for the next run), wait (build it first), off (env WAKEPUSH_DEV_TRACES)")
 	fs.IntVar(&o.portOffset, "port-offset", 0, "add this to every port of the stack (to run a second stack; deploy/local/apps.yaml still names the default APNs mock address)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	if !slices.Contains([]string{tracesAuto, tracesWait, tracesOff}, o.traces) {
+		return o, fmt.Errorf("-traces: %q is not auto, wait or off", o.traces)
 	}
 	if *only != "" {
 		for _, n := range strings.Split(*only, ",") {
@@ -163,6 +178,10 @@ type stack struct {
 	vars    map[string]string // extra placeholders, e.g. chdb-lib
 	started []*child
 	exits   chan *child // children that exited without being stopped
+	// traces is set when Jaeger is part of the stack: the traced components export to it.
+	traces bool
+	// builds tracks the background Jaeger build.
+	builds sync.WaitGroup
 	// unnotify restores the default signal handling: a second Ctrl-C
 	// during the orderly stop ends the supervisor at once (the children
 	// then get SIGTERM through Pdeathsig).
@@ -173,6 +192,14 @@ func (s *stack) logf(format string, args ...any) { s.out.line("dev", fmt.Sprintf
 
 func (s *stack) run(ctx context.Context, cs []component) error {
 	s.logf("root %s, data %s", s.opts.root, s.opts.data)
+	// A background Jaeger build ends with ctx (Ctrl-C) or with the stack.
+	ctx, cancelBuilds := context.WithCancel(ctx)
+	defer s.builds.Wait()
+	defer cancelBuilds()
+	cs, err := s.planTraces(ctx, cs)
+	if err != nil {
+		return err
+	}
 	bins, err := s.build(ctx, cs)
 	if err != nil {
 		return err
@@ -183,6 +210,9 @@ func (s *stack) run(ctx context.Context, cs []component) error {
 		return err
 	}
 	s.logf("all %d components ready: %s; Ctrl-C stops the stack", len(cs), strings.Join(names(cs), ", "))
+	if line := s.tracesSummary(); line != "" {
+		s.logf("%s", line)
+	}
 	select {
 	case <-ctx.Done():
 		s.unnotify()
@@ -214,9 +244,18 @@ func (s *stack) build(ctx context.Context, cs []component) (map[string]string, e
 	}
 	args := []string{"build", "-o", binDir + string(filepath.Separator)}
 	bins := map[string]string{}
+	built := 0
 	for _, c := range cs {
+		if c.bin != "" {
+			bins[c.name] = s.expand(c.bin)
+			continue
+		}
 		args = append(args, c.pkg)
 		bins[c.name] = filepath.Join(binDir, path.Base(c.pkg))
+		built++
+	}
+	if built == 0 {
+		return bins, nil
 	}
 	s.logf("go %s", strings.Join(args, " "))
 	began := time.Now()
@@ -232,7 +271,7 @@ func (s *stack) build(ctx context.Context, cs []component) (map[string]string, e
 		}
 		return nil, fmt.Errorf("go build: %w (a component that does not build yet can be left out with -only)", err)
 	}
-	s.logf("built %d binaries in %s", len(cs), time.Since(began).Round(time.Millisecond))
+	s.logf("built %d binaries in %s", built, time.Since(began).Round(time.Millisecond))
 	return bins, nil
 }
 
@@ -315,6 +354,9 @@ func (s *stack) expandAll(vs []string) []string {
 // the last value of a repeated variable.
 func (s *stack) environ(c component, parent []string) []string {
 	env := s.expandAll(stackEnv)
+	if s.traces && c.traced {
+		env = append(env, s.expandAll(traceEnv)...)
+	}
 	env = append(env, s.expandAll(c.env)...)
 	env = append(env, parent...)
 	return append(env, s.expandAll(c.pinned)...)

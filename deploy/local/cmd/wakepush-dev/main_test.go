@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/x509"
@@ -38,6 +39,8 @@ func TestParseFlags(t *testing.T) {
 		{name: "unknown component", args: []string{"-only", "kafka,zookeeper"}, wantErr: `unknown component "zookeeper"`},
 		{name: "offset too large", args: []string{"-port-offset", "50000"}, wantErr: "outside 1-65535"},
 		{name: "stray argument", args: []string{"run"}, wantErr: "unexpected arguments"},
+		{name: "traces off", args: []string{"-traces", "off"}},
+		{name: "unknown traces mode", args: []string{"-traces", "maybe"}, wantErr: "is not auto, wait or off"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -65,7 +68,7 @@ func TestSelectComponents(t *testing.T) {
 		only []string
 		want []string
 	}{
-		{only: nil, want: []string{"kafka", "clickhouse", "apns-mock", "ingest", "coalescer", "sender", "recorder"}},
+		{only: nil, want: []string{"jaeger", "kafka", "clickhouse", "apns-mock", "ingest", "coalescer", "sender", "recorder"}},
 		{only: []string{"clickhouse", "kafka"}, want: []string{"kafka", "clickhouse"}}, // table order
 		{only: []string{"recorder"}, want: []string{"recorder"}},
 	}
@@ -80,7 +83,7 @@ func TestSelectComponents(t *testing.T) {
 // placeholders, a readiness check for each, distinct ports.
 func TestComponentTable(t *testing.T) {
 	t.Parallel()
-	s := &stack{opts: options{data: "/d", root: "/r"}, vars: map[string]string{"chdb-lib": "/lib.so"}}
+	s := &stack{opts: options{data: "/d", root: "/r"}, vars: map[string]string{"chdb-lib": "/lib.so", "jaeger-bin": "/jaeger"}}
 	seenName, seenBin := map[string]bool{}, map[string]bool{}
 	for _, c := range components {
 		if seenName[c.name] || seenBin[filepath.Base(c.pkg)] {
@@ -90,7 +93,10 @@ func TestComponentTable(t *testing.T) {
 		if c.ready == "" {
 			t.Errorf("%s has no readiness check", c.name)
 		}
-		all := append(append(append(append([]string{c.ready, c.readyCA}, c.args...), c.env...), c.pinned...), stackEnv...)
+		if (c.pkg == "") == (c.bin == "") {
+			t.Errorf("%s: want exactly one of pkg and bin", c.name)
+		}
+		all := append(append(append(append(append([]string{c.ready, c.readyCA, c.bin}, c.args...), c.env...), c.pinned...), stackEnv...), traceEnv...)
 		for _, v := range all {
 			func() {
 				defer func() {
@@ -153,6 +159,56 @@ func TestEnviron(t *testing.T) {
 	for k, v := range want {
 		if got[k] != v {
 			t.Errorf("%s = %q, want %q", k, got[k], v)
+		}
+	}
+}
+
+// With Jaeger in the stack, the services (and only they) export their spans to it, and the
+// supervisor's environment still wins.
+func TestEnvironTraces(t *testing.T) {
+	t.Parallel()
+	s := &stack{opts: options{data: "/data", portOffset: 1}, traces: true}
+	byName := map[string]component{}
+	for _, c := range components {
+		byName[c.name] = c
+	}
+	got := lastValues(s.environ(byName["sender"], nil))
+	if got["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] != "http://127.0.0.1:18319/v1/traces" || got["OTEL_BSP_SCHEDULE_DELAY"] == "" {
+		t.Errorf("sender env %v: want OTLP traces to the stack's Jaeger", got)
+	}
+	if got := lastValues(s.environ(byName["kafka"], nil)); got["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] != "" {
+		t.Errorf("kafka gets an OTLP endpoint")
+	}
+	got = lastValues(s.environ(byName["ingest"], []string{"OTEL_TRACES_SAMPLER=parentbased_traceidratio"}))
+	if got["OTEL_TRACES_SAMPLER"] != "parentbased_traceidratio" {
+		t.Errorf("supervisor env does not reach the service: %v", got)
+	}
+	s.traces = false
+	if got := lastValues(s.environ(byName["ingest"], nil)); got["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] != "" {
+		t.Errorf("OTLP endpoint set without Jaeger in the stack")
+	}
+	for _, name := range []string{"ingest", "coalescer", "sender", "recorder"} {
+		if !byName[name].traced {
+			t.Errorf("%s is not traced", name)
+		}
+	}
+}
+
+// The generated Jaeger configuration uses the stack's (offset) ports.
+func TestPrepareJaeger(t *testing.T) {
+	t.Parallel()
+	data := t.TempDir()
+	s := &stack{opts: options{data: data, portOffset: 7}}
+	if err := prepareJaeger(context.Background(), s); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(data, "jaeger", "jaeger.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"jaeger-otlp", "jaeger-query", "jaeger-grpc", "jaeger-health"} {
+		if want := "127.0.0.1:" + strconv.Itoa(ports[p]+7); !strings.Contains(string(b), want) {
+			t.Errorf("config lacks %s (%s):\n%s", want, p, b)
 		}
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/wakepush/wakepush/services/internal/redact"
 )
 
 // TraceTransport wraps a provider's HTTP transport with a CLIENT span per request (a child of
@@ -47,8 +49,11 @@ func (t *traceTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	resp, err := t.next.RoundTrip(r.WithContext(ctx))
 	switch {
 	case err != nil:
-		span.RecordError(err)
-		span.SetStatus(codes.Error, err.Error())
+		// A transport error may quote the request URL, which ends in the APNs device token:
+		// only its redacted text goes on the span.
+		rerr := redact.Error(err)
+		span.RecordError(rerr)
+		span.SetStatus(codes.Error, rerr.Error())
 	case span.IsRecording():
 		span.SetAttributes(attribute.Int("http.response.status_code", resp.StatusCode))
 		if resp.StatusCode >= 400 {

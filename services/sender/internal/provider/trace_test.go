@@ -3,8 +3,10 @@ package provider
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"go.opentelemetry.io/otel"
@@ -34,6 +36,9 @@ func TestTraceTransport(t *testing.T) {
 		if r.URL.Path == "/fail" {
 			return nil, errors.New("boom")
 		}
+		if strings.HasPrefix(r.URL.Path, "/3/device/") {
+			return nil, fmt.Errorf("Post %q: dial tcp: connection refused", r.URL.String())
+		}
 		return &http.Response{StatusCode: 410, Body: http.NoBody}, nil
 	})
 	rt := TraceTransport(next, func(r *http.Request) string { return "x " + r.URL.Path }, attribute.String("wakepush.app", "a"))
@@ -57,6 +62,23 @@ func TestTraceTransport(t *testing.T) {
 	}
 	if got[0].Status().Code != codes.Error || got[1].Status().Code != codes.Error {
 		t.Error("410 and transport errors must set an error status")
+	}
+	// A transport error quoting the URL (which ends in the device token) is redacted on the span.
+	const token = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+	_, _ = rt.RoundTrip(httptest.NewRequestWithContext(ctx, http.MethodPost, "https://api.example/3/device/"+token, nil))
+	last := rec.Ended()[len(rec.Ended())-1]
+	if last.Status().Code != codes.Error || strings.Contains(last.Status().Description, token) {
+		t.Errorf("status %+v: want an error without the token", last.Status())
+	}
+	for _, ev := range last.Events() {
+		for _, kv := range ev.Attributes {
+			if strings.Contains(kv.Value.Emit(), token) {
+				t.Errorf("span event %s attribute %s carries the device token", ev.Name, kv.Key)
+			}
+		}
+	}
+	if len(last.Events()) == 0 {
+		t.Error("transport error not recorded as a span event")
 	}
 	attrs := map[attribute.Key]attribute.Value{}
 	for _, kv := range got[0].Attributes() {
