@@ -3,14 +3,17 @@ package main
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/segmentio/kafka-go"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 
+	"github.com/wakepush/wakepush/schemas/topics"
 	"github.com/wakepush/wakepush/services/coalescer/coalesce"
 )
 
@@ -31,6 +34,16 @@ type metrics struct {
 // partitionStats are a partition's gauges, written by its runner and read by the callback.
 type partitionStats struct {
 	devices, pending, seen atomic.Int64
+	// lag is how many push.events records were behind the partition's high watermark at the
+	// last fetched batch; -1 until the first batch.
+	lag atomic.Int64
+}
+
+// fetched remembers how far behind the partition the last record of a batch was.
+func (s *partitionStats) fetched(last *kafka.Message) {
+	if last.HighWaterMark > 0 {
+		s.lag.Store(max(last.HighWaterMark-last.Offset-1, 0))
+	}
 }
 
 func (s *partitionStats) set(e *coalesce.Engine) {
@@ -81,6 +94,9 @@ func newMetrics() (*metrics, error) {
 	seen, err := meter.Int64ObservableGauge("wakepush.coalescer.dedup.ids", metric.WithUnit("{id}"),
 		metric.WithDescription("event ids remembered for deduplication, by partition"))
 	add(err)
+	lag, err := meter.Int64ObservableGauge("wakepush.coalescer.consumer.lag", metric.WithUnit("{record}"),
+		metric.WithDescription("records behind the push.events partition's high watermark at the last fetched batch, by topic and partition"))
+	add(err)
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("coalescer metrics: %v", errs)
 	}
@@ -92,9 +108,13 @@ func newMetrics() (*metrics, error) {
 			o.ObserveInt64(devices, s.devices.Load(), attrs)
 			o.ObserveInt64(pending, s.pending.Load(), attrs)
 			o.ObserveInt64(seen, s.seen.Load(), attrs)
+			if l := s.lag.Load(); l >= 0 {
+				o.ObserveInt64(lag, l, metric.WithAttributes(attribute.String("messaging.destination.name", topics.Events),
+					attribute.String("messaging.destination.partition.id", strconv.Itoa(p))))
+			}
 		}
 		return nil
-	}, devices, pending, seen)
+	}, devices, pending, seen, lag)
 	if err != nil {
 		return nil, fmt.Errorf("coalescer metrics callback: %w", err)
 	}
@@ -104,6 +124,7 @@ func newMetrics() (*metrics, error) {
 // partition registers the gauges of a newly owned partition.
 func (m *metrics) partition(p int) *partitionStats {
 	s := &partitionStats{}
+	s.lag.Store(-1)
 	m.mu.Lock()
 	m.parts[p] = s
 	m.mu.Unlock()

@@ -192,6 +192,7 @@ func (p *partitionRunner) handle(ctx context.Context, batch []kafka.Message) err
 	}
 	if len(batch) > 0 {
 		p.next = batch[len(batch)-1].Offset + 1
+		p.stats.fetched(&batch[len(batch)-1])
 	}
 	p.stats.set(p.eng)
 	return nil

@@ -179,6 +179,9 @@ func New(cfg Config) (*Component, error) {
 		metric.WithDescription("component connection attempts by component_jid, server, connection and outcome")); err != nil {
 		return nil, err
 	}
+	// 0 from the start, so a connection that never comes up shows (and alerts) as 0 rather than
+	// as a missing series.
+	c.connections.Add(context.Background(), 0, metric.WithAttributeSet(c.connAttrs))
 	return c, nil
 }
 

@@ -227,6 +227,7 @@ func (e *Engine) fetchLoop(ctx context.Context, r Reader, start func(kafka.Messa
 			continue
 		}
 		backoff = e.cfg.RetryMin
+		e.metrics.fetched(&msg)
 		start(msg)
 	}
 }
@@ -301,6 +302,9 @@ func (e *Engine) handle(stop, work context.Context, msg *kafka.Message) bool {
 		return e.record(j, e.deadLetter(j, ReasonUndecodable+": "+err.Error()))
 	}
 	j.wake = w
+	if c := w.GetCreatedAt(); c != nil {
+		e.metrics.wakeAge.Record(ctx, max(e.now().Sub(c.AsTime()).Seconds(), 0))
+	}
 	span.SetAttributes(attribute.String("wakepush.wake_id", w.GetId()), attribute.String("wakepush.device_id", w.GetDeviceId()))
 
 	delivered, release, err := e.dedup.Claim(stop, w.GetId())

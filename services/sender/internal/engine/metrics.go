@@ -4,11 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
+	"sync"
 
+	"github.com/segmentio/kafka-go"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
+
+	"github.com/wakepush/wakepush/schemas/topics"
 )
 
 // metrics are the sender's OpenTelemetry instruments (on /metrics with dots as underscores,
@@ -23,12 +28,18 @@ type metrics struct {
 	unregistered metric.Int64Counter
 	recordErrors metric.Int64Counter
 	commitErrors metric.Int64Counter
+	wakeAge      metric.Float64Histogram
+
+	// lag is, per push.wakes partition, how many records were behind the high watermark at the
+	// last fetch (wakepush.sender.consumer.lag).
+	lagMu sync.Mutex
+	lag   map[int]int64
 }
 
 func newMetrics(e *Engine) (*metrics, error) {
 	meter := otel.Meter("github.com/wakepush/wakepush/services/sender")
-	var m metrics
-	errs := make([]error, 12)
+	m := metrics{lag: map[int]int64{}}
+	errs := make([]error, 14)
 	m.deliveries, errs[0] = meter.Int64Counter("wakepush.sender.deliveries",
 		metric.WithDescription("Delivery records written, by app, platform, outcome and reason"))
 	m.latency, errs[1] = meter.Float64Histogram("wakepush.sender.provider.duration", metric.WithUnit("s"),
@@ -69,8 +80,36 @@ func newMetrics(e *Engine) (*metrics, error) {
 			o.Observe(int64(e.dedup.Len()))
 			return nil
 		}))
+	m.wakeAge, errs[12] = meter.Float64Histogram("wakepush.sender.wake.age", metric.WithUnit("s"),
+		metric.WithDescription("age of a wake (now - its created_at) when the sender starts handling it: the sender's backlog in time"),
+		metric.WithExplicitBucketBoundaries(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600))
+	// The callback is registered on its own (not WithInt64Callback, which only the first
+	// creation of an instrument in a provider keeps), so every engine's partitions are reported.
+	lag, err := meter.Int64ObservableGauge("wakepush.sender.consumer.lag", metric.WithUnit("{record}"),
+		metric.WithDescription("records behind the push.wakes partition's high watermark at the last fetch, by topic and partition"))
+	if errs[13] = err; err == nil {
+		_, errs[13] = meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+			m.lagMu.Lock()
+			defer m.lagMu.Unlock()
+			for p, v := range m.lag {
+				o.ObserveInt64(lag, v, metric.WithAttributes(attribute.String("messaging.destination.name", topics.Wakes),
+					attribute.String("messaging.destination.partition.id", strconv.Itoa(p))))
+			}
+			return nil
+		}, lag)
+	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("sender metrics: %w", err)
 	}
 	return &m, nil
+}
+
+// fetched remembers how far behind its partition msg was when fetched.
+func (m *metrics) fetched(msg *kafka.Message) {
+	if msg.HighWaterMark <= 0 {
+		return
+	}
+	m.lagMu.Lock()
+	m.lag[msg.Partition] = max(msg.HighWaterMark-msg.Offset-1, 0)
+	m.lagMu.Unlock()
 }
