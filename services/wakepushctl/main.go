@@ -3,6 +3,8 @@
 //	wakepushctl demo                 register a fake iOS device, publish once, show the push and the rows
 //	wakepushctl queries              list the analyst queries shipped in schemas/clickhouse/queries
 //	wakepushctl query NAME [k=v …]   run one of them against ClickHouse
+//	wakepushctl stats [flags]        events, wakes, delivered share, lost events, latencies, outcomes
+//	wakepushctl dashboard [flags]    a ClickHouse /dashboard URL with wakepush's panels
 //
 // Settings come from flags or the environment, defaulting to the local dev stack (`make run`).
 package main
@@ -35,6 +37,10 @@ func run(ctx context.Context, args []string) error {
 		return listQueries(os.Stdout)
 	case "query":
 		return runQuery(ctx, args[1:])
+	case "stats":
+		return stats(ctx, args[1:])
+	case "dashboard":
+		return dashboard(ctx, args[1:])
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 		return nil
@@ -47,8 +53,13 @@ const usage = `usage: wakepushctl <command> [flags]
 commands:
   demo                 register a fake iOS device, send one publish, print the push the APNs mock
                        received and the rows ClickHouse holds (needs ` + "`make run`" + `)
-  queries              list the analyst queries
-  query NAME [k=v ...] run an analyst query with parameters, e.g. query uncovered_events slack=5s
+  queries              list the analyst queries with their parameters and defaults
+  query NAME [k=v ...] run an analyst query; parameters default (last hour, all apps), e.g.
+                       query uncovered_events slack=5s
+  stats [flags]        events, wakes, delivered share, uncovered events, latency per stage and
+                       outcomes, per app, platform and XMPP server (-since 1h -until now -app ""
+                       -format table|json|csv)
+  dashboard [flags]    print (or -open) a ClickHouse /dashboard URL with wakepush's panels
 
 run "wakepushctl <command> -h" for the command's flags.
 `
