@@ -5,11 +5,11 @@ BUF_VERSION := v1.75.0
 # The user cache (as package chdb's CacheDir): the ClickHouse library and the pinned buf.
 WAKEPUSH_CACHE_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/wakepush
 BUF := $(WAKEPUSH_CACHE_DIR)/bin/buf-$(BUF_VERSION)
-MODULES := schemas services loadtest deploy/local
+MODULES := schemas services loadtest deploy/local deploy/monitoring deploy/images
 PKGS := $(foreach m,$(MODULES),./$(m)/...)
 GOTEST_FLAGS ?= -race -shuffle=on -timeout 20m
 
-.PHONY: all build test test-short fuzz run demo-push loadtest loadtest-max chaos proto lint fmt clickhouse-lib clean-data help
+.PHONY: all build test test-short fuzz run demo-push loadtest loadtest-max chaos proto monitoring images lint fmt clickhouse-lib jaeger clean-data help
 
 all: build
 
@@ -20,9 +20,16 @@ build: ## build every binary into bin/
 	$(GO) build -o bin/ ./services/ingest ./services/coalescer ./services/sender ./services/recorder ./services/wakepushctl \
 		./loadtest/cmd/apns-mock ./loadtest/cmd/fcm-mock ./loadtest/cmd/loadtest ./deploy/local/cmd/wakepush-dev ./deploy/local/cmd/kafka-broker ./deploy/local/cmd/chdb-server
 
-test: clickhouse-lib ## unit + integration tests (kfake, ClickHouse, APNs mock, Prosody), with -race
+test: clickhouse-lib jaeger ## unit + integration tests (kfake, ClickHouse, APNs mock, Prosody), with -race
 	$(GO) vet $(PKGS)
 	$(GO) test $(GOTEST_FLAGS) $(PKGS)
+
+# OCI images without a Docker engine (deploy/images, README "Images"): one OCI image layout per
+# image in .data/images/<name>/ and a docker-load tarball .data/images/<name>.tar. The version,
+# revision and creation time come from git (override: make images IMAGES_FLAGS='-version 0.1.0').
+IMAGES_FLAGS ?=
+images: ## OCI images of ingest, coalescer, sender, recorder, wakepushctl into .data/images/ (no Docker; reproducible)
+	$(GO) run ./deploy/images/cmd/mkimage -out .data/images -tar $(IMAGES_FLAGS)
 
 test-short: ## unit tests only
 	$(GO) test -short -race $(PKGS)
@@ -68,8 +75,16 @@ $(BUF):
 	mkdir -p '$(@D)'
 	tmp=$$(mktemp -d) && GOBIN=$$tmp $(GO) install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION) && mv $$tmp/buf '$@' && rmdir $$tmp
 
+monitoring: ## regenerate the Grafana dashboards and the rule file copy in the Helm chart (docs/monitoring.md)
+	$(GO) run ./deploy/monitoring/cmd/monitoring-gen
+
 clickhouse-lib: ## download and verify the pinned libchdb into the user cache (once)
 	$(GO) run ./deploy/local/cmd/chdb-server -fetch-only
+
+# Jaeger v1.75.0 from its own module deploy/tools/jaeger (outside go.work), built with GOWORK=off
+# and nice -n 10 into the user cache; `make run` starts it when it is there (docs/tracing.md).
+jaeger: ## build the pinned Jaeger all-in-one into the user cache once (~8 min cold, 2.2 GB; then instant)
+	$(GO) run ./deploy/local/cmd/jaeger-build
 
 fmt: ## gofmt every module
 	gofmt -w $(MODULES)
