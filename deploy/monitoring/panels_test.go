@@ -165,18 +165,9 @@ func startStack(t *testing.T) *stack {
 	s.kafka = stacktest.Kafka(t)
 	chSrv, db := stacktest.ClickHouseDatabase(t)
 
-	mock, err := apnsmock.New(apnsmock.Config{Addr: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { mock.Close() })
+	ts := apnsmock.StartTest(t, apnsmock.Config{}, teamID, keyID, goodApp)
+	mock, keyFile, caFile := ts.Server, ts.KeyFile, ts.CAFile
 	s.mock = mock
-	key, p8, err := apnsmock.NewSigningKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	mock.AddKey(teamID, keyID, &key.PublicKey)
-	mock.AddTopic(goodApp)
 
 	dir := t.TempDir()
 	write := func(name string, b []byte) string {
@@ -186,8 +177,6 @@ func startStack(t *testing.T) *stack {
 		}
 		return p
 	}
-	keyFile := write("apns.p8", p8)
-	caFile := write("apns-ca.pem", mock.CACertPEM())
 	var apps strings.Builder
 	apps.WriteString("apps:\n")
 	for _, app := range []string{goodApp, brokenApp} {

@@ -68,18 +68,9 @@ func startStackEnv(t *testing.T, comp *component, env []string) *stack {
 	chSrv := stacktest.ClickHouse(t)
 	s.database = "e2e_" + strings.ToLower(strings.NewReplacer("/", "_", "-", "_").Replace(t.Name()))
 
-	mock, err := apnsmock.New(apnsmock.Config{Addr: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatalf("apns mock: %v", err)
-	}
-	t.Cleanup(func() { mock.Close() })
+	ts := apnsmock.StartTest(t, apnsmock.Config{}, teamID, keyID, appID)
+	mock, keyFile, caFile := ts.Server, ts.KeyFile, ts.CAFile
 	s.mock = mock
-	key, p8, err := apnsmock.NewSigningKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	mock.AddKey(teamID, keyID, &key.PublicKey)
-	mock.AddTopic(appID)
 
 	dir := t.TempDir()
 	write := func(name string, b []byte) string {
@@ -89,8 +80,6 @@ func startStackEnv(t *testing.T, comp *component, env []string) *stack {
 		}
 		return p
 	}
-	keyFile := write("apns.p8", p8)
-	caFile := write("apns-ca.pem", mock.CACertPEM())
 	appsFile := write("apps.yaml", []byte(fmt.Sprintf(`apps:
   - id: %s
     platform: apns

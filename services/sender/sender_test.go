@@ -69,17 +69,8 @@ type fixture struct {
 func newFixture(t *testing.T, extraArgs ...string) *fixture {
 	t.Helper()
 	brokers := stacktest.Kafka(t)
-	mock, err := apnsmock.New(apnsmock.Config{Addr: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { mock.Close() })
-	key, p8, err := apnsmock.NewSigningKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	mock.AddKey(teamID, keyID, &key.PublicKey)
-	mock.AddTopic(appID)
+	ts := apnsmock.StartTest(t, apnsmock.Config{}, teamID, keyID, appID)
+	mock, key, keyFile, caFile := ts.Server, ts.Key, ts.KeyFile, ts.CAFile
 
 	dir := t.TempDir()
 	write := func(name string, b []byte) string {
@@ -89,8 +80,6 @@ func newFixture(t *testing.T, extraArgs ...string) *fixture {
 		}
 		return p
 	}
-	keyFile := write("key.p8", p8)
-	caFile := write("ca.pem", mock.CACertPEM())
 	fmock, err := fcmmock.New(fcmmock.Config{})
 	if err != nil {
 		t.Fatal(err)

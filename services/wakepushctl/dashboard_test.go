@@ -96,18 +96,9 @@ func startDashStack(t *testing.T) *dashStack {
 	srv, db := stacktest.ClickHouseDatabase(t)
 	s.chHTTP, s.db = "http://"+srv.HTTPAddr, db
 
-	mock, err := apnsmock.New(apnsmock.Config{Addr: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { mock.Close() })
+	ts := apnsmock.StartTest(t, apnsmock.Config{}, dashTeam, dashKey, dashApp)
+	mock := ts.Server
 	s.mock = mock
-	key, p8, err := apnsmock.NewSigningKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	mock.AddKey(dashTeam, dashKey, &key.PublicKey)
-	mock.AddTopic(dashApp)
 	mock.SetBadToken(badToken)
 
 	dir := t.TempDir()
@@ -130,7 +121,7 @@ func startDashStack(t *testing.T) *dashStack {
       key_file: %s
       endpoint: %s
       ca_file: %s
-`, dashApp, dashMinIval, dashApp, dashTeam, dashKey, write("apns.p8", p8), mock.URL(), write("ca.pem", mock.CACertPEM())))
+`, dashApp, dashMinIval, dashApp, dashTeam, dashKey, ts.KeyFile, mock.URL(), ts.CAFile))
 
 	var tenants []string
 	for _, srv := range dashServers {

@@ -36,26 +36,8 @@ type mockFixture struct {
 
 func newMockFixture(tb testing.TB, cfg apnsmock.Config, opts Options) *mockFixture {
 	tb.Helper()
-	cfg.Addr = "127.0.0.1:0"
-	mock, err := apnsmock.New(cfg)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { mock.Close() })
-	key, p8, err := apnsmock.NewSigningKey()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	mock.AddKey(testTeam, testKey, &key.PublicKey)
-	mock.AddTopic(testApp)
-	dir := tb.TempDir()
-	keyFile, caFile := filepath.Join(dir, "key.p8"), filepath.Join(dir, "ca.pem")
-	if err := os.WriteFile(keyFile, p8, 0o600); err != nil {
-		tb.Fatal(err)
-	}
-	if err := os.WriteFile(caFile, mock.CACertPEM(), 0o600); err != nil {
-		tb.Fatal(err)
-	}
+	ts := apnsmock.StartTest(tb, cfg, testTeam, testKey, testApp)
+	mock, key, keyFile, caFile := ts.Server, ts.Key, ts.KeyFile, ts.CAFile
 	set, err := apps.Parse(fmt.Appendf(nil, "apps:\n  - id: %s\n    platform: apns\n    apns: {team_id: %s, key_id: %s, key_file: %s, endpoint: %q, ca_file: %s}\n",
 		testApp, testTeam, testKey, keyFile, mock.URL(), caFile), "apps.yaml")
 	if err != nil {
