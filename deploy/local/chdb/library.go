@@ -14,7 +14,6 @@ import (
 	"context"
 	"crypto/sha512"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -22,8 +21,9 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/gofrs/flock"
 )
 
 // The pinned libchdb release.
@@ -141,32 +141,14 @@ func verified(libDir, integrity string) bool {
 	return err == nil && fi.Mode().IsRegular() && fi.Size() == size
 }
 
-// lockFile takes an exclusive flock on path, polling so that ctx can cancel
-// the wait. The returned func releases it.
+// lockFile takes an exclusive lock on path (flock), waiting until ctx ends. The returned func
+// releases it.
 func lockFile(ctx context.Context, path string) (func(), error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("chdb: open lock file: %w", err)
+	fl := flock.New(path)
+	if _, err := fl.TryLockContext(ctx, 200*time.Millisecond); err != nil {
+		return nil, fmt.Errorf("chdb: waiting for lock %s (another process is downloading libchdb): %w", path, err)
 	}
-	for {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
-			return func() {
-				_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
-				_ = f.Close()
-			}, nil
-		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
-			f.Close()
-			return nil, fmt.Errorf("chdb: lock %s: %w", path, err)
-		}
-		select {
-		case <-ctx.Done():
-			f.Close()
-			return nil, fmt.Errorf("chdb: waiting for lock %s (another process is downloading libchdb): %w", path, ctx.Err())
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
+	return func() { _ = fl.Unlock() }, nil
 }
 
 // npmPack runs `npm pack spec --pack-destination dir` and returns the

@@ -27,6 +27,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/gofrs/flock"
 	"github.com/wakepush/wakepush/deploy/local/chdb"
 	"github.com/wakepush/wakepush/deploy/local/childproc"
 )
@@ -130,31 +131,14 @@ func Build(ctx context.Context, root string, out io.Writer) (string, error) {
 	return bin, nil
 }
 
-// lockFile takes an exclusive flock on path, polling so that ctx can cancel the wait.
+// lockFile takes an exclusive lock on path (flock), waiting until ctx ends. The returned func
+// releases it.
 func lockFile(ctx context.Context, path string) (func(), error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("jaeger: open lock file: %w", err)
+	fl := flock.New(path)
+	if _, err := fl.TryLockContext(ctx, 500*time.Millisecond); err != nil {
+		return nil, fmt.Errorf("jaeger: waiting for %s (another process is building Jaeger): %w", path, err)
 	}
-	for {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
-			return func() {
-				_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
-				_ = f.Close()
-			}, nil
-		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
-			f.Close()
-			return nil, fmt.Errorf("jaeger: lock %s: %w", path, err)
-		}
-		select {
-		case <-ctx.Done():
-			f.Close()
-			return nil, fmt.Errorf("jaeger: waiting for %s (another process is building Jaeger): %w", path, ctx.Err())
-		case <-time.After(500 * time.Millisecond):
-		}
-	}
+	return func() { _ = fl.Unlock() }, nil
 }
 
 // Ports are the loopback ports Jaeger listens on. Nothing else is opened: no Jaeger/Zipkin
