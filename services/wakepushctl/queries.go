@@ -16,6 +16,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	chschema "github.com/wakepush/wakepush/schemas/clickhouse"
+	"github.com/wakepush/wakepush/services/internal/clickhousex"
 	"github.com/wakepush/wakepush/services/internal/config"
 	"github.com/wakepush/wakepush/services/internal/redact"
 )
@@ -44,16 +45,26 @@ func listQueries(w io.Writer) error {
 	return tw.Flush()
 }
 
-// clickhouseDSN registers the ClickHouse DSN (a secret: environment or file only) on s.
-func clickhouseDSN(s *config.Set, dsn *string) {
-	s.Secret(dsn, "WAKEPUSH_CLICKHOUSE_DSN", "clickhouse://127.0.0.1:19000/wakepush", "ClickHouse DSN (native protocol; may carry credentials)")
+// chSettings are how the query commands reach ClickHouse: the DSN (a secret: environment or
+// file only) and the same TLS and credential settings as the recorder's (clickhousex).
+type chSettings struct {
+	dsn string
+	sec clickhousex.Config
 }
 
-// openClickHouse connects with dsn; errors never show its password.
-func openClickHouse(dsn string) (driver.Conn, error) {
-	opts, err := clickhouse.ParseDSN(dsn)
+func (c *chSettings) register(s *config.Set) {
+	s.Secret(&c.dsn, "WAKEPUSH_CLICKHOUSE_DSN", "clickhouse://127.0.0.1:19000/wakepush", "ClickHouse DSN (native protocol; may carry credentials)")
+	c.sec.Register(s)
+}
+
+// open connects; errors never show the password.
+func (c *chSettings) open() (driver.Conn, error) {
+	opts, err := clickhouse.ParseDSN(c.dsn)
 	if err != nil {
 		return nil, fmt.Errorf("WAKEPUSH_CLICKHOUSE_DSN: %w", redact.Error(err)) // url.Parse quotes the DSN
+	}
+	if err := c.sec.Apply(opts); err != nil {
+		return nil, err
 	}
 	conn, err := clickhouse.Open(opts)
 	if err != nil {
@@ -65,9 +76,9 @@ func openClickHouse(dsn string) (driver.Conn, error) {
 func runQuery(ctx context.Context, args []string) error { return runQueryTo(ctx, os.Stdout, args) }
 
 func runQueryTo(ctx context.Context, w io.Writer, args []string) error {
-	var dsn string
+	var ch chSettings
 	s := config.New("wakepushctl query")
-	clickhouseDSN(s, &dsn)
+	ch.register(s)
 	// Flags first, then NAME and k=v parameters.
 	var rest []string
 	for i, a := range args {
@@ -98,7 +109,7 @@ func runQueryTo(ctx context.Context, w io.Writer, args []string) error {
 		}
 		args2[k] = v
 	}
-	conn, err := openClickHouse(dsn) // before the parameters: a broken DSN is reported first
+	conn, err := ch.open() // before the parameters: a broken DSN is reported first
 	if err != nil {
 		return err
 	}

@@ -101,11 +101,11 @@ func stats(ctx context.Context, args []string) error { return statsTo(ctx, os.St
 
 func statsTo(ctx context.Context, w io.Writer, args []string) error {
 	var (
-		o   statsOptions
-		dsn string
+		o  statsOptions
+		ch chSettings
 	)
 	s := config.New("wakepushctl stats")
-	clickhouseDSN(s, &dsn)
+	ch.register(s)
 	s.String(&o.Since, "since", "WAKEPUSH_STATS_SINCE", "1h", "start: a duration before now (1h, 90m), now-…, RFC 3339 (2026-01-02T15:04:05Z) or 2026-01-02 15:04:05 (UTC)")
 	s.String(&o.Until, "until", "WAKEPUSH_STATS_UNTIL", "now", "end (exclusive), in the same forms as -since")
 	s.String(&o.App, "app", "WAKEPUSH_STATS_APP", "", "only this app (empty: all apps)")
@@ -141,7 +141,7 @@ func statsTo(ctx context.Context, w io.Writer, args []string) error {
 			return fmt.Errorf("stats: -%s must not be negative", name)
 		}
 	}
-	conn, err := openClickHouse(dsn)
+	conn, err := ch.open()
 	if err != nil {
 		return err
 	}
