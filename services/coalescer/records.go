@@ -114,11 +114,11 @@ func deadLetterRecord(d deadLetter, now time.Time) *wakepushv1.DeadLetter {
 }
 
 // processSpan starts the CONSUMER span of a wake. It links to the creation context of every
-// covered event it knows (at most coalesce.MaxEventIDs), and its parent is the creation context of
-// the first of them: so the trace of the publish that opened the wake goes on to the provider
-// call and the delivery record (with a parent-based sampler, a sampled publish is followed to the
-// end), while the events the wake absorbed later reach it through their links. Without a valid
-// event context it is a root. The wake record is produced under it.
+// covered event that was sampled (at most coalesce.MaxLinks), and its parent is the first of
+// them: so the trace of the first sampled publish the wake covers goes on to the provider call
+// and the delivery record (with a parent-based sampler, a sampled publish is followed to the end),
+// while the other events reach it through their links. Without a sampled event it is a root
+// (sampled by the sampler's own ratio). The wake record is produced under it.
 func (c *coalescer) processSpan(w *coalesce.WakeDecision, partition int) (context.Context, trace.Span) {
 	links := make([]trace.Link, 0, len(w.Links))
 	parent := context.Background()
@@ -131,9 +131,12 @@ func (c *coalescer) processSpan(w *coalesce.WakeDecision, partition int) (contex
 		}
 		links = append(links, trace.Link{SpanContext: sc})
 	}
-	return c.tracer.Start(parent, "process "+topics.Events,
+	// The SDK keeps at most linksPerSpan links on a span (OTEL_SPAN_LINK_COUNT_LIMIT): the rest
+	// go on "link events" children, linksPerSpan each, so every sampled covered event is linked.
+	first, rest := links[:min(len(links), linksPerSpan)], links[min(len(links), linksPerSpan):]
+	ctx, span := c.tracer.Start(parent, "process "+topics.Events,
 		trace.WithSpanKind(trace.SpanKindConsumer),
-		trace.WithLinks(links...),
+		trace.WithLinks(first...),
 		trace.WithTimestamp(w.At),
 		trace.WithAttributes(
 			semconv.MessagingSystemKafka,
@@ -147,5 +150,16 @@ func (c *coalescer) processSpan(w *coalesce.WakeDecision, partition int) (contex
 			attribute.String("wakepush.wake.id", w.ID),
 			attribute.String("wakepush.wake.reason", w.Reason.String()),
 			attribute.String("wakepush.app", w.App),
+			attribute.Int("wakepush.wake.links", len(links)),
 		))
+	for len(rest) > 0 {
+		n := min(len(rest), linksPerSpan)
+		_, child := c.tracer.Start(ctx, "link events", trace.WithLinks(rest[:n]...), trace.WithTimestamp(w.At))
+		child.End(trace.WithTimestamp(w.At))
+		rest = rest[n:]
+	}
+	return ctx, span
 }
+
+// linksPerSpan is the OpenTelemetry SDK's default span link limit.
+const linksPerSpan = 128

@@ -35,7 +35,7 @@
 // wake (and a new timer) or is dropped. A tracked device without pending events costs a 32-byte
 // pointer-free struct in a slab (its id as 16 bytes when canonical, devices.go), a 4-byte slot
 // in an open-addressing index and a 4-byte heap slot: about 45 bytes measured over 1M devices.
-// Pending events add a batch (side map) that keeps at most MaxEventIDs ids and trace links.
+// Pending events add a batch (side map) that keeps at most MaxEventIDs ids and MaxLinks links.
 // Seen event ids live in a per-partition set of 16-byte keys that expire after DedupWindow.
 //
 // # Offsets
@@ -57,9 +57,15 @@ import (
 	"go.opentelemetry.io/otel/trace"
 )
 
-// MaxEventIDs is how many covered event ids (and trace links) a wake carries at most; the wake's
-// EventCount has the total. It matches the Wake record's contract.
+// MaxEventIDs is how many covered event ids a wake carries at most; the wake's EventCount has
+// the total. It matches the Wake record's contract.
 const MaxEventIDs = 64
+
+// MaxLinks is how many trace links a wake carries at most: one per covered event whose span was
+// sampled (an unsampled span is in no trace backend, so a link to it leads nowhere and is not
+// kept). It is far above what a device sees in one interval at any useful sampling ratio, and
+// bounds a pending batch at ~24 KiB of links when every event is sampled.
+const MaxLinks = 1024
 
 // DefaultDedupSlack is added to the longest interval to make the default DedupWindow.
 const DefaultDedupSlack = 30 * time.Second
@@ -138,10 +144,11 @@ type WakeDecision struct {
 	Reason   Reason
 	// At is when the wake was decided (the now of the call that returned it).
 	At time.Time
-	// EventCount is the number of covered events; EventIDs and Links hold at most MaxEventIDs.
+	// EventCount is the number of covered events; EventIDs holds at most MaxEventIDs of them.
 	EventCount int
 	EventIDs   []string
-	Links      []trace.SpanContext
+	// Links are the span contexts of the covered events that were sampled (at most MaxLinks).
+	Links []trace.SpanContext
 	// FirstEventAt and LastEventAt are the acceptance times of the oldest and newest covered event.
 	FirstEventAt time.Time
 	LastEventAt  time.Time
@@ -187,8 +194,8 @@ type app struct {
 
 // batch is the pending events of a device.
 type batch struct {
-	ids       []string // first MaxEventIDs ids
-	links     []trace.SpanContext
+	ids       []string            // first MaxEventIDs ids
+	links     []trace.SpanContext // sampled ones, at most MaxLinks
 	count     int
 	firstAt   int64
 	lastAt    int64
@@ -335,9 +342,9 @@ func join(w *WakeDecision, ev EventInfo) {
 	w.EventCount++
 	if len(w.EventIDs) < MaxEventIDs {
 		w.EventIDs = append(w.EventIDs, ev.ID)
-		if ev.Link.IsValid() {
-			w.Links = append(w.Links, ev.Link)
-		}
+	}
+	if ev.Link.IsSampled() && len(w.Links) < MaxLinks {
+		w.Links = append(w.Links, ev.Link)
 	}
 	w.LastEventAt = ev.AcceptedAt
 	w.Urgent = w.Urgent || ev.Urgent
@@ -478,9 +485,9 @@ func (e *Engine) absorb(d int32, ev EventInfo) {
 	b.count++
 	if len(b.ids) < MaxEventIDs {
 		b.ids = append(b.ids, ev.ID)
-		if ev.Link.IsValid() {
-			b.links = append(b.links, ev.Link)
-		}
+	}
+	if ev.Link.IsSampled() && len(b.links) < MaxLinks {
+		b.links = append(b.links, ev.Link)
 	}
 	b.lastAt = ev.AcceptedAt.UnixNano()
 	b.lastID = ev.ID
@@ -542,7 +549,7 @@ func (e *Engine) wakeOne(d int32, t int64, r Reason, ev EventInfo) WakeDecision 
 		Urgent:       ev.Urgent,
 		MinOffset:    ev.Offset,
 	}
-	if ev.Link.IsValid() {
+	if ev.Link.IsSampled() {
 		w.Links = []trace.SpanContext{ev.Link}
 	}
 	return w

@@ -243,8 +243,11 @@ func TestWakeDecisionFields(t *testing.T) {
 	w, _ = e.Event(w, at(0), EventInfo{ID: "e0", DeviceID: "d1", App: "a", AcceptedAt: at(-5), Offset: 10, Link: link(1)})
 	for i := 1; i <= 100; i++ {
 		ev := EventInfo{ID: fmt.Sprintf("e%d", i), DeviceID: "d1", App: "a", AcceptedAt: at(i), Offset: int64(10 + i)}
-		if i%2 == 0 {
+		switch i % 4 {
+		case 0, 2:
 			ev.Link = link(byte(i))
+		case 1:
+			ev.Link = trace.NewSpanContext(trace.SpanContextConfig{TraceID: trace.TraceID{byte(i)}, SpanID: trace.SpanID{byte(i)}}) // unsampled
 		}
 		w, _ = e.Event(w, at(i), ev)
 	}
@@ -265,8 +268,9 @@ func TestWakeDecisionFields(t *testing.T) {
 	if tr.EventCount != 100 || len(tr.EventIDs) != MaxEventIDs || tr.EventIDs[0] != "e1" || tr.EventIDs[63] != "e64" {
 		t.Errorf("trailing wake: count %d, %d ids (%s..%s)", tr.EventCount, len(tr.EventIDs), tr.EventIDs[0], tr.EventIDs[len(tr.EventIDs)-1])
 	}
-	if len(tr.Links) != 32 { // even events among the first 64
-		t.Errorf("trailing wake has %d links, want 32", len(tr.Links))
+	// Every sampled event is linked, also beyond the first MaxEventIDs; unsampled ones are not.
+	if len(tr.Links) != 50 || !tr.Links[0].Equal(link(2)) || !tr.Links[49].Equal(link(100)) {
+		t.Errorf("trailing wake has %d links, want the 50 sampled events", len(tr.Links))
 	}
 	if !tr.FirstEventAt.Equal(at(1)) || !tr.LastEventAt.Equal(at(100)) || tr.MinOffset != 11 || tr.Urgent {
 		t.Errorf("trailing wake: first %v last %v minOffset %d urgent %v", tr.FirstEventAt, tr.LastEventAt, tr.MinOffset, tr.Urgent)
