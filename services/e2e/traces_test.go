@@ -48,13 +48,15 @@ func TestTracesInJaeger(t *testing.T) {
 	for i := range messages {
 		bob.Message(srv.JID("alice"), fmt.Sprintf("%s, part %d", body, i+1))
 	}
-	// Leading wake for the first publish, one trailing wake for the rest (minInterval = 1 s).
-	s.waitPushes(token, 2, 20*time.Second)
+	// Usually a leading wake for the first publish and one trailing wake for the rest
+	// (minInterval = 1 s); when the coalescer reads all four in the fetch that opens the leading
+	// wake, they join it before it is produced and one wake covers them all. Both are right.
+	s.waitPushes(token, 1, 20*time.Second)
 	s.waitCount(messages, 20*time.Second, "SELECT count() FROM events FINAL WHERE device_id = ? AND source = 'XMPP_COMPONENT'", reg.DeviceID)
-	time.Sleep(minInterval + 500*time.Millisecond) // nothing more may come
+	time.Sleep(minInterval + time.Second) // a trailing wake, if any, is out by now
 	wakes := len(s.mock.PushesFor(token))
-	if wakes != 2 {
-		t.Fatalf("APNs mock got %d pushes for %d publishes inside one interval, want 2 (leading + trailing)", wakes, messages)
+	if wakes < 1 || wakes > 2 {
+		t.Fatalf("APNs mock got %d pushes for %d publishes inside one interval, want 1 or 2", wakes, messages)
 	}
 
 	// Read back until every wake's chain reached Jaeger (spans are exported every 100 ms).
