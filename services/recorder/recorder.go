@@ -65,11 +65,15 @@ type recorder struct {
 	commit  map[topicPartition]kafka.Message // highest pending offset per partition
 }
 
+// offsetRange is the first and last offset of a batch's records from one partition, and those
+// records' Kafka timestamps (ms).
+type offsetRange struct{ first, last, firstTime, lastTime int64 }
+
 // batch is the pending rows of one table and the Kafka ranges they came from.
 type batch struct {
 	table    table
 	rows     [][]any
-	ranges   map[topicPartition][2]int64 // first and last offset
+	ranges   map[topicPartition]offsetRange
 	links    []trace.Link
 	inserted bool // inserted during the current flush (not again when another table is retried)
 }
@@ -81,7 +85,7 @@ func newRecorder(opts options, in fetcher, out inserter, log *slog.Logger) (*rec
 	}
 	r := &recorder{opts: opts, log: log, in: in, out: out, m: m, byTable: map[string]*batch{}, commit: map[topicPartition]kafka.Message{}}
 	for _, t := range tables {
-		b := &batch{table: t, ranges: map[topicPartition][2]int64{}}
+		b := &batch{table: t, ranges: map[topicPartition]offsetRange{}}
 		r.batches = append(r.batches, b)
 		r.byTable[t.name] = b
 	}
@@ -188,11 +192,18 @@ func (r *recorder) add(ctx context.Context, msg *kafka.Message) {
 	b := r.byTable[t.name]
 	b.rows = append(b.rows, row)
 	tp := topicPartition{msg.Topic, msg.Partition}
-	if rg, ok := b.ranges[tp]; ok {
-		b.ranges[tp] = [2]int64{min(rg[0], msg.Offset), max(rg[1], msg.Offset)}
-	} else {
-		b.ranges[tp] = [2]int64{msg.Offset, msg.Offset}
+	ms := msg.Time.UnixMilli()
+	rg, ok := b.ranges[tp]
+	if !ok {
+		rg = offsetRange{msg.Offset, msg.Offset, ms, ms}
 	}
+	if msg.Offset < rg.first {
+		rg.first, rg.firstTime = msg.Offset, ms
+	}
+	if msg.Offset > rg.last {
+		rg.last, rg.lastTime = msg.Offset, ms
+	}
+	b.ranges[tp] = rg
 	if len(b.links) < maxLinks {
 		if l := kafkax.LinkTo(ctx, msg); l.SpanContext.IsValid() {
 			b.links = append(b.links, l)
@@ -305,8 +316,10 @@ func (r *recorder) insert(ctx context.Context, b *batch, token string) error {
 }
 
 // token is the insert_deduplication_token of b: the table and the Kafka offset ranges its rows
-// came from. The same records in the same batch always give the same token, so a retry of an
-// insert that did land is dropped by ClickHouse.
+// came from, with the timestamps of the first and last record of each. The same records in the
+// same batch always give the same token, so a retry of an insert that did land is dropped by
+// ClickHouse; the timestamps keep a recreated topic, whose offsets start again at 0, from
+// having its first batches dropped as repeats of the old topic's.
 func (b *batch) token() string {
 	keys := make([]topicPartition, 0, len(b.ranges))
 	for tp := range b.ranges {
@@ -318,7 +331,7 @@ func (b *batch) token() string {
 	var sb strings.Builder
 	for _, tp := range keys {
 		rg := b.ranges[tp]
-		fmt.Fprintf(&sb, "%s/%d/%d-%d;", tp.topic, tp.partition, rg[0], rg[1])
+		fmt.Fprintf(&sb, "%s/%d/%d-%d/%d-%d;", tp.topic, tp.partition, rg.first, rg.last, rg.firstTime, rg.lastTime)
 	}
 	sum := sha256.Sum256([]byte(sb.String()))
 	return "wakepush-recorder:" + b.table.name + ":" + hex.EncodeToString(sum[:16])

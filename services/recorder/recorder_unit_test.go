@@ -300,19 +300,24 @@ func TestDrainFailureDoesNotCommit(t *testing.T) {
 
 func TestBatchToken(t *testing.T) {
 	t.Parallel()
-	mk := func(ranges map[topicPartition][2]int64) string {
-		return (&batch{table: eventsTable, ranges: ranges}).token()
+	mk := func(tb table, ranges map[topicPartition]offsetRange) string {
+		return (&batch{table: tb, ranges: ranges}).token()
 	}
-	a := mk(map[topicPartition][2]int64{{"push.events", 0}: {1, 9}, {"push.events", 1}: {4, 4}})
-	b := mk(map[topicPartition][2]int64{{"push.events", 1}: {4, 4}, {"push.events", 0}: {1, 9}})
-	c := mk(map[topicPartition][2]int64{{"push.events", 0}: {1, 10}, {"push.events", 1}: {4, 4}})
-	if a != b {
-		t.Errorf("token depends on map order: %s vs %s", a, b)
-	}
-	if a == c {
-		t.Errorf("different ranges gave the same token %s", a)
-	}
-	if d := (&batch{table: wakesTable, ranges: map[topicPartition][2]int64{{"push.events", 0}: {1, 9}, {"push.events", 1}: {4, 4}}}).token(); d == a {
-		t.Error("the token must differ per table")
+	p0, p1 := topicPartition{"push.events", 0}, topicPartition{"push.events", 1}
+	a := mk(eventsTable, map[topicPartition]offsetRange{p0: {1, 9, 100, 900}, p1: {4, 4, 400, 400}})
+	for _, tc := range []struct {
+		name   string
+		token  string
+		sameAs bool
+	}{
+		{"map order", mk(eventsTable, map[topicPartition]offsetRange{p1: {4, 4, 400, 400}, p0: {1, 9, 100, 900}}), true},
+		{"other last offset", mk(eventsTable, map[topicPartition]offsetRange{p0: {1, 10, 100, 900}, p1: {4, 4, 400, 400}}), false},
+		{"other table", mk(wakesTable, map[topicPartition]offsetRange{p0: {1, 9, 100, 900}, p1: {4, 4, 400, 400}}), false},
+		// A recreated topic: the same offsets, records written at another time.
+		{"same offsets, other records", mk(eventsTable, map[topicPartition]offsetRange{p0: {1, 9, 5100, 5900}, p1: {4, 4, 5400, 5400}}), false},
+	} {
+		if (tc.token == a) != tc.sameAs {
+			t.Errorf("%s: token %s vs %s, want same=%v", tc.name, tc.token, a, tc.sameAs)
+		}
 	}
 }
