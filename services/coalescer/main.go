@@ -18,6 +18,8 @@ package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 
 	"github.com/wakepush/wakepush/schemas/topics"
@@ -32,6 +34,9 @@ func main() { service.Main("coalescer", run) }
 func run(ctx context.Context, args []string) error {
 	// 1. Settings, validated before anything starts.
 	cfg, err := loadSettings(args)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil // usage was printed
+	}
 	if err != nil {
 		return err
 	}

@@ -17,6 +17,8 @@ package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 
 	"github.com/wakepush/wakepush/services/internal/admin"
 	"github.com/wakepush/wakepush/services/internal/kafkax"
@@ -29,6 +31,9 @@ func main() { service.Main("recorder", run) }
 func run(ctx context.Context, args []string) error {
 	// 1. Settings, validated before anything starts.
 	cfg, err := loadSettings(args)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil // usage was printed
+	}
 	if err != nil {
 		return err
 	}

@@ -9,6 +9,8 @@ package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"sync"
 
 	"github.com/wakepush/wakepush/schemas/topics"
@@ -23,6 +25,9 @@ func main() { service.Main("sender", run) }
 func run(ctx context.Context, args []string) error {
 	// 1. Settings from env and flags, validated (keys readable, apps file sane) before anything starts.
 	cfg, err := loadSettings(args)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil // usage was printed
+	}
 	if err != nil {
 		return err
 	}
