@@ -34,14 +34,13 @@ func TestHeaderCarrier(t *testing.T) {
 	}
 }
 
-// The producer writes acknowledged records keyed by device id with the schema headers, and the
-// trace context in the headers is a producer span that is a child of the caller's span.
-func TestProducer(t *testing.T) {
+// producerFixture records spans of the global tracer provider, creates push.events (3
+// partitions) on a test broker and returns a producer for it, closed when the test ends.
+func producerFixture(t *testing.T) (*tracetest.SpanRecorder, *kafkax.Config, *kafkax.Producer) {
+	t.Helper()
 	rec := tracetest.NewSpanRecorder()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
-	otel.SetTracerProvider(tp)
+	otel.SetTracerProvider(sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec)))
 	otel.SetTextMapPropagator(propagation.TraceContext{})
-
 	cfg := &kafkax.Config{Brokers: []string{stacktest.Kafka(t)}, Partitions: 3, ReplicationFactor: 1, BatchTimeout: 2 * time.Millisecond}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -52,9 +51,18 @@ func TestProducer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer p.Close()
+	t.Cleanup(func() { p.Close() })
+	return rec, cfg, p
+}
 
-	parentCtx, parent := tp.Tracer("test").Start(ctx, "request")
+// The producer writes acknowledged records keyed by device id with the schema headers, and the
+// trace context in the headers is a producer span that is a child of the caller's span.
+func TestProducer(t *testing.T) {
+	rec, cfg, p := producerFixture(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	parentCtx, parent := otel.Tracer("test").Start(ctx, "request")
 	ev := &wakepushv1.PushEvent{Id: records.NewID(), DeviceId: "0123456789abcdef0123456789abcdef", App: "im.example"}
 	if err := p.Produce(ctx, kafkax.Record{Ctx: parentCtx, Topic: topics.Events, Key: ev.DeviceId, Msg: ev}); err != nil {
 		t.Fatal(err)
@@ -114,21 +122,9 @@ func TestProducer(t *testing.T) {
 // Concurrent Produce calls, several records each, over several partitions: every producer span
 // gets the partition and offset of its own record.
 func TestProducerSpanOffsetsConcurrent(t *testing.T) {
-	rec := tracetest.NewSpanRecorder()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
-	otel.SetTracerProvider(tp)
-	otel.SetTextMapPropagator(propagation.TraceContext{})
-	cfg := &kafkax.Config{Brokers: []string{stacktest.Kafka(t)}, Partitions: 3, ReplicationFactor: 1, BatchTimeout: 2 * time.Millisecond}
+	rec, cfg, p := producerFixture(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := cfg.EnsureTopics(ctx, topics.Events); err != nil {
-		t.Fatal(err)
-	}
-	p, err := kafkax.NewProducer(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
 	devices := []string{"0123456789abcdef0123456789abcdef", "fedcba9876543210fedcba9876543210", "00000000000000000000000000000001", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}
 	var wg sync.WaitGroup
 	for g := range 4 {
