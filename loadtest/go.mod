@@ -4,12 +4,11 @@ go 1.26.8
 
 require (
 	github.com/ClickHouse/clickhouse-go/v2 v2.51.0
-	github.com/golang-jwt/jwt/v5 v5.3.1
-	github.com/prometheus/client_golang v1.25.0
+	github.com/golang-jwt/jwt/v5 v5.3.1 // indirect
+	github.com/prometheus/client_golang v1.25.0 // indirect
 	github.com/segmentio/kafka-go v0.4.51
 	github.com/sideshow/apns2 v0.25.0
 	golang.org/x/net v0.62.0
-	golang.org/x/oauth2 v0.38.0
 	gonum.org/v1/plot v0.17.0
 	gopkg.in/yaml.v3 v3.0.1
 )
@@ -19,6 +18,7 @@ require (
 	github.com/andybalholm/brotli v1.2.7 // indirect
 	github.com/go-faster/city v1.0.1 // indirect
 	github.com/go-faster/errors v0.8.0 // indirect
+	github.com/gofrs/flock v0.13.2 // indirect
 	github.com/google/uuid v1.6.0 // indirect
 	github.com/klauspost/compress v1.20.3 // indirect
 	github.com/paulmach/orb v0.14.0 // indirect
@@ -57,3 +57,7 @@ require (
 replace github.com/wakepush/wakepush/deploy/local => ../deploy/local
 
 replace github.com/wakepush/wakepush/schemas => ../schemas
+
+require github.com/wakepush/wakepush/loadtest/mocks v0.0.0
+
+replace github.com/wakepush/wakepush/loadtest/mocks => ./mocks

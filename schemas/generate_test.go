@@ -15,8 +15,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-
-	"github.com/wakepush/wakepush/deploy/local/chdb"
 )
 
 // bufVersion is the pinned buf release that generates gen/ (the Makefile's BUF_VERSION).
@@ -107,9 +105,20 @@ func regenerate(t *testing.T, buf string) {
 	}
 }
 
-// cachedBuf is where `make proto` keeps the pinned buf: <cache>/bin/buf-<bufVersion>.
+// cachedBuf is where `make proto` keeps the pinned buf: <cache>/bin/buf-<bufVersion>, the
+// cache being $WAKEPUSH_CACHE_DIR or else <user cache dir>/wakepush (the Makefile's
+// WAKEPUSH_CACHE_DIR, deploy/local/chdb.CacheDir: the schemas module requires no wakepush
+// module, so this is the same rule written out).
 func cachedBuf() (string, error) {
-	cache, err := chdb.CacheDir()
+	cache := os.Getenv("WAKEPUSH_CACHE_DIR")
+	if cache == "" {
+		d, err := os.UserCacheDir()
+		if err != nil {
+			return "", fmt.Errorf("no cache directory (set WAKEPUSH_CACHE_DIR): %w", err)
+		}
+		cache = filepath.Join(d, "wakepush")
+	}
+	cache, err := filepath.Abs(cache)
 	if err != nil {
 		return "", err
 	}

@@ -420,6 +420,16 @@ func checkBinary(t *testing.T, tg Target, bin []byte) {
 	if want := "github.com/wakepush/wakepush/services/" + tg.Name; bi.Path != want {
 		t.Errorf("main package %s, want %s", bi.Path, want)
 	}
+	// The modules the binary links, as it records them: its allow-list and no test code
+	// (modules_test.go).
+	modules := []string{bi.Main.Path}
+	for _, d := range bi.Deps {
+		modules = append(modules, d.Path)
+	}
+	sort.Strings(modules)
+	for _, p := range linkProblems(tg.Name, modules) {
+		t.Error(p)
+	}
 	settings := map[string]string{}
 	for _, s := range bi.Settings {
 		settings[s.Key] = s.Value

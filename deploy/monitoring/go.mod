@@ -60,6 +60,7 @@ require (
 	github.com/go-openapi/swag/yamlutils v0.29.2 // indirect
 	github.com/go-openapi/validate v1.0.0 // indirect
 	github.com/go-viper/mapstructure/v2 v2.5.0 // indirect
+	github.com/gofrs/flock v0.13.2 // indirect
 	github.com/gogo/protobuf v1.3.2 // indirect
 	github.com/golang-jwt/jwt/v5 v5.3.1 // indirect
 	github.com/golang/snappy v1.0.0 // indirect
@@ -126,12 +127,12 @@ require (
 	github.com/prometheus/prometheus v0.316.0
 	github.com/segmentio/kafka-go v0.4.51
 	github.com/wakepush/wakepush/deploy/local v0.0.0
-	github.com/wakepush/wakepush/loadtest v0.0.0
+	github.com/wakepush/wakepush/loadtest/mocks v0.0.0
 	gopkg.in/yaml.v3 v3.0.1
 )
 
 replace github.com/wakepush/wakepush/deploy/local => ../local
 
-replace github.com/wakepush/wakepush/loadtest => ../../loadtest
+replace github.com/wakepush/wakepush/loadtest/mocks => ../../loadtest/mocks
 
 replace github.com/wakepush/wakepush/schemas => ../../schemas

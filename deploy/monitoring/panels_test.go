@@ -30,7 +30,7 @@ import (
 	"github.com/wakepush/wakepush/deploy/local/stacktest"
 	"github.com/wakepush/wakepush/deploy/monitoring"
 	"github.com/wakepush/wakepush/deploy/monitoring/dashboards"
-	"github.com/wakepush/wakepush/loadtest/apnsmock"
+	"github.com/wakepush/wakepush/loadtest/mocks/apnsmock"
 )
 
 func TestMain(m *testing.M) { stacktest.Main(m) }

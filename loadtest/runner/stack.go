@@ -20,8 +20,8 @@ import (
 	"github.com/wakepush/wakepush/deploy/local/chdb"
 	"github.com/wakepush/wakepush/deploy/local/childproc"
 	"github.com/wakepush/wakepush/deploy/local/kafkabroker"
-	"github.com/wakepush/wakepush/loadtest/apnsmock"
-	"github.com/wakepush/wakepush/loadtest/fcmmock"
+	"github.com/wakepush/wakepush/loadtest/mocks/apnsmock"
+	"github.com/wakepush/wakepush/loadtest/mocks/fcmmock"
 	"github.com/wakepush/wakepush/loadtest/scenario"
 	"github.com/wakepush/wakepush/loadtest/xmppserver"
 

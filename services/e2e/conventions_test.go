@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/wakepush/wakepush/deploy/local/prosody"
-	"github.com/wakepush/wakepush/loadtest/apnsmock"
+	"github.com/wakepush/wakepush/loadtest/mocks/apnsmock"
 	"github.com/wakepush/wakepush/services/ingest/identity"
 )
 

@@ -23,7 +23,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/wakepush/wakepush/deploy/local/stacktest"
-	"github.com/wakepush/wakepush/loadtest/apnsmock"
+	"github.com/wakepush/wakepush/loadtest/mocks/apnsmock"
 	chschema "github.com/wakepush/wakepush/schemas/clickhouse"
 )
 

@@ -24,8 +24,8 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/wakepush/wakepush/deploy/local/stacktest"
-	"github.com/wakepush/wakepush/loadtest/apnsmock"
-	"github.com/wakepush/wakepush/loadtest/fcmmock"
+	"github.com/wakepush/wakepush/loadtest/mocks/apnsmock"
+	"github.com/wakepush/wakepush/loadtest/mocks/fcmmock"
 	wakepushv1 "github.com/wakepush/wakepush/schemas/gen/wakepushv1"
 	"github.com/wakepush/wakepush/schemas/records"
 	"github.com/wakepush/wakepush/schemas/topics"

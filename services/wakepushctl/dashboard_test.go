@@ -21,7 +21,7 @@ import (
 	"golang.org/x/net/html"
 
 	"github.com/wakepush/wakepush/deploy/local/stacktest"
-	"github.com/wakepush/wakepush/loadtest/apnsmock"
+	"github.com/wakepush/wakepush/loadtest/mocks/apnsmock"
 	wakepushv1 "github.com/wakepush/wakepush/schemas/gen/wakepushv1"
 	"github.com/wakepush/wakepush/schemas/records"
 	"github.com/wakepush/wakepush/schemas/topics"

@@ -27,7 +27,7 @@ import (
 )
 
 // Authority is a certificate authority usable outside tests too: the APNs and FCM mocks
-// (loadtest/apnsmock) sign their server and push certificates with one.
+// (loadtest/mocks/apnsmock) sign their server and push certificates with one.
 type Authority struct {
 	Cert *x509.Certificate
 	Key  *ecdsa.PrivateKey

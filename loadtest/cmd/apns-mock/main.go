@@ -1,5 +1,5 @@
 // Command apns-mock runs the wakepush mock of Apple's APNs provider API
-// (package github.com/wakepush/wakepush/loadtest/apnsmock): HTTP/2 over TLS,
+// (package github.com/wakepush/wakepush/loadtest/mocks/apnsmock): HTTP/2 over TLS,
 // token (JWT) and certificate (TLS client certificate) authentication, Apple's validation and error reasons, fault
 // injection, a control API under /control/ and Prometheus metrics at /metrics.
 //
@@ -42,7 +42,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/wakepush/wakepush/loadtest/apnsmock"
+	"github.com/wakepush/wakepush/loadtest/mocks/apnsmock"
 )
 
 func main() {

@@ -1,5 +1,5 @@
 // Command fcm-mock runs the wakepush mock of Firebase Cloud Messaging HTTP v1 and Google's
-// OAuth2 token endpoint (package github.com/wakepush/wakepush/loadtest/fcmmock): HTTPS with
+// OAuth2 token endpoint (package github.com/wakepush/wakepush/loadtest/mocks/fcmmock): HTTPS with
 // HTTP/2, JWT-bearer service-account grants, FCM's error codes and JSON, fault injection, a
 // control API under /control/ and Prometheus metrics at /metrics.
 //
@@ -27,7 +27,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/wakepush/wakepush/loadtest/fcmmock"
+	"github.com/wakepush/wakepush/loadtest/mocks/fcmmock"
 )
 
 func main() {

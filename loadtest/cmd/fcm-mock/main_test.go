@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wakepush/wakepush/loadtest/fcmmock"
+	"github.com/wakepush/wakepush/loadtest/mocks/fcmmock"
 )
 
 type syncBuf struct {

@@ -15,7 +15,7 @@ import (
 
 	"github.com/sideshow/apns2"
 
-	"github.com/wakepush/wakepush/loadtest/apnsmock"
+	"github.com/wakepush/wakepush/loadtest/mocks/apnsmock"
 	"github.com/wakepush/wakepush/services/internal/apps"
 	"github.com/wakepush/wakepush/services/internal/config"
 	"github.com/wakepush/wakepush/services/sender/internal/provider"

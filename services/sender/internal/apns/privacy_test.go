@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wakepush/wakepush/loadtest/apnsmock"
+	"github.com/wakepush/wakepush/loadtest/mocks/apnsmock"
 	"github.com/wakepush/wakepush/services/sender/internal/provider"
 )
 

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wakepush/wakepush/loadtest/fcmmock"
+	"github.com/wakepush/wakepush/loadtest/mocks/fcmmock"
 	wakepushv1 "github.com/wakepush/wakepush/schemas/gen/wakepushv1"
 	"github.com/wakepush/wakepush/services/internal/apps"
 	"github.com/wakepush/wakepush/services/internal/config"

@@ -1,4 +1,4 @@
-package clickhouse_test
+package clickhousex_test
 
 import (
 	"fmt"

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wakepush/wakepush/loadtest/apnsmock"
+	"github.com/wakepush/wakepush/loadtest/mocks/apnsmock"
 )
 
 // BenchmarkAcceptedPush measures accepted pushes per second through the real

@@ -15,7 +15,7 @@ import (
 	"github.com/sideshow/apns2/payload"
 	"github.com/sideshow/apns2/token"
 
-	"github.com/wakepush/wakepush/loadtest/apnsmock"
+	"github.com/wakepush/wakepush/loadtest/mocks/apnsmock"
 )
 
 var uuidRE = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)

@@ -20,7 +20,7 @@ import (
 	"github.com/sideshow/apns2/token"
 	"golang.org/x/net/http2"
 
-	"github.com/wakepush/wakepush/loadtest/apnsmock"
+	"github.com/wakepush/wakepush/loadtest/mocks/apnsmock"
 )
 
 const (

@@ -1,4 +1,9 @@
-package clickhouse_test
+// The ClickHouse integration tests of the schema package schemas/clickhouse (migrations, rollups,
+// analyst queries: schema_migrate_test.go, schema_rollups_test.go) live here, in the services
+// module, because they need the dev ClickHouse (deploy/local/stacktest): the schemas module
+// requires no wakepush module, not even for a test. Its unit tests stay in schemas/clickhouse.
+
+package clickhousex_test
 
 import (
 	"context"

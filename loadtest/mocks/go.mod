@@ -1,0 +1,27 @@
+module github.com/wakepush/wakepush/loadtest/mocks
+
+go 1.26.8
+
+replace github.com/wakepush/wakepush/deploy/local => ../../deploy/local
+
+require (
+	github.com/golang-jwt/jwt/v5 v5.3.1
+	github.com/prometheus/client_golang v1.25.0
+	github.com/sideshow/apns2 v0.25.0
+	github.com/wakepush/wakepush/deploy/local v0.0.0
+	golang.org/x/net v0.62.0
+	golang.org/x/oauth2 v0.38.0
+)
+
+require (
+	github.com/beorn7/perks v1.0.1 // indirect
+	github.com/cespare/xxhash/v2 v2.3.0 // indirect
+	github.com/golang-jwt/jwt/v4 v4.4.1 // indirect
+	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect
+	github.com/prometheus/client_model v0.6.3 // indirect
+	github.com/prometheus/common v0.72.0 // indirect
+	github.com/prometheus/procfs v0.22.0 // indirect
+	golang.org/x/sys v0.49.0 // indirect
+	golang.org/x/text v0.43.0 // indirect
+	google.golang.org/protobuf v1.36.12 // indirect
+)
