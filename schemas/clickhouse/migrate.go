@@ -191,16 +191,24 @@ func quoteIdent(s string) string { return "`" + s + "`" }
 // database. It is safe to run concurrently from several instances (every statement is
 // idempotent; a version recorded twice is read once).
 func Migrate(ctx context.Context, conn driver.Conn, database string) error {
+	_, err := Apply(ctx, conn, database)
+	return err
+}
+
+// Apply is Migrate, returning the migrations it applied (none when the schema was already at
+// the latest version). When it fails part way, the migrations before the failing one are
+// returned with the error.
+func Apply(ctx context.Context, conn driver.Conn, database string) ([]Migration, error) {
 	if err := ValidDatabase(database); err != nil {
-		return err
+		return nil, err
 	}
 	all, err := Migrations()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	db := quoteIdent(database)
 	if err := conn.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+db); err != nil {
-		return fmt.Errorf("create database %s: %w", database, err)
+		return nil, fmt.Errorf("create database %s: %w", database, err)
 	}
 	if err := conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+db+`.`+MigrationsTable+` (
     version    UInt32,
@@ -209,28 +217,30 @@ func Migrate(ctx context.Context, conn driver.Conn, database string) error {
     applied_at DateTime64(3, 'UTC')
 ) ENGINE = MergeTree
 ORDER BY version`); err != nil {
-		return fmt.Errorf("create %s.%s: %w", database, MigrationsTable, err)
+		return nil, fmt.Errorf("create %s.%s: %w", database, MigrationsTable, err)
 	}
 	applied, err := AppliedMigrations(ctx, conn, database)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	pending, err := Pending(all, applied)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	var done []Migration
 	for _, m := range pending {
 		for i, stmt := range m.Statements(database) {
 			if err := conn.Exec(ctx, stmt); err != nil {
-				return fmt.Errorf("migration %04d_%s statement %d: %w", m.Version, m.Name, i+1, err)
+				return done, fmt.Errorf("migration %04d_%s statement %d: %w", m.Version, m.Name, i+1, err)
 			}
 		}
 		if err := conn.Exec(ctx, `INSERT INTO `+db+`.`+MigrationsTable+` (version, name, checksum, applied_at) VALUES (?, ?, ?, ?)`,
 			m.Version, m.Name, m.Checksum, time.Now().UTC()); err != nil {
-			return fmt.Errorf("record migration %04d_%s: %w", m.Version, m.Name, err)
+			return done, fmt.Errorf("record migration %04d_%s: %w", m.Version, m.Name, err)
 		}
+		done = append(done, m)
 	}
-	return nil
+	return done, nil
 }
 
 // AppliedMigrations reads schema_migrations of database. When one version was recorded twice

@@ -10,7 +10,8 @@ import (
 )
 
 // Every shipped query declares each parameter it uses, with its type and a default that binds,
-// so it runs with no parameters (TestQueriesRun runs each so against ClickHouse).
+// so it runs with no parameters (TestQueriesRun, in
+// services/internal/clickhousex, runs each so against ClickHouse).
 func TestShippedQueriesDeclareTheirParameters(t *testing.T) {
 	t.Parallel()
 	for _, name := range Queries() {

@@ -48,7 +48,8 @@ func run(ctx context.Context, args []string) error {
 	}
 	defer base.Close()
 
-	// 3. The topics this service reads and writes, applied idempotently.
+	// 3. The topics this service reads and writes: applied idempotently, or only waited for
+	// (WAKEPUSH_KAFKA_CREATE_TOPICS=false: wakepushctl migrate creates them).
 	if err := cfg.Kafka.EnsureTopics(ctx, topics.Events, topics.Wakes, topics.EventsDLQ); err != nil {
 		return fmt.Errorf("ensure topics: %w", err)
 	}

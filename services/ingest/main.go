@@ -69,7 +69,8 @@ func run(ctx context.Context, args []string) error {
 		"event_tenants", deps.Tenants.Len(), "component_connections", len(deps.Components), "component_jid", cfg.ComponentJID,
 		"adhoc_services", len(deps.Adhoc), "push_modules", deps.Tokens != nil)
 
-	// 3. Kafka: topics, producer, the unregistered-device set.
+	// 3. Kafka: topics (created, or waited for with WAKEPUSH_KAFKA_CREATE_TOPICS=false), producer,
+	// the unregistered-device set.
 	if err := kcfg.EnsureTopics(ctx, topics.Events, topics.Registrations, topics.Receipts); err != nil {
 		if ctx.Err() != nil {
 			return nil

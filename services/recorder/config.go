@@ -16,6 +16,9 @@ type settings struct {
 	Kafka         kafkax.Config
 	ClickHouseDSN string
 	ClickHouse    clickhousex.Config // TLS and credentials beside the DSN
+	// Migrate applies the schema migrations at start; false only waits until the schema is at
+	// the latest version (wakepushctl migrate applies it), for a user without DDL rights.
+	Migrate       bool
 	Group         string
 	BatchRows     int
 	FlushInterval time.Duration
@@ -28,8 +31,10 @@ func loadSettings(args []string) (*settings, error) {
 	c.Service.Register(s, "127.0.0.1:18094")
 	c.Kafka.Register(s)
 	s.Secret(&c.ClickHouseDSN, "WAKEPUSH_CLICKHOUSE_DSN", "clickhouse://127.0.0.1:19000/wakepush",
-		"ClickHouse native-protocol DSN; its database (default wakepush) is created and migrated at start; credentials and TLS go here too (clickhouse://user:pass@host:9440/wakepush?secure=true)")
+		"ClickHouse native-protocol DSN; its database (default wakepush) is created and migrated at start (see -clickhouse-migrate); credentials and TLS go here too (clickhouse://user:pass@host:9440/wakepush?secure=true)")
 	c.ClickHouse.Register(s)
+	s.Bool(&c.Migrate, "clickhouse-migrate", "WAKEPUSH_CLICKHOUSE_MIGRATE", true,
+		"create the database and apply the schema migrations at start; false: wait until the schema is at the latest version (applied by wakepushctl migrate), for a ClickHouse user without DDL rights")
 	s.String(&c.Group, "recorder-group", "WAKEPUSH_RECORDER_GROUP", "wakepush-recorder", "Kafka consumer group id")
 	s.Int(&c.BatchRows, "recorder-batch-rows", "WAKEPUSH_RECORDER_BATCH_ROWS", 10000,
 		"pending records (all tables together) that trigger a flush; also bounds the memory held while ClickHouse is down")

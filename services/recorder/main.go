@@ -7,7 +7,8 @@
 //
 //	main.go      this table of contents
 //	config.go    configuration (flags and WAKEPUSH_* variables) and its validation
-//	store.go     ClickHouse: connect, migrate (schemas/clickhouse), batch insert with a dedup token
+//	store.go     ClickHouse: connect, migrate (schemas/clickhouse) or wait for the schema, batch insert
+//	             with a dedup token
 //	recorder.go  the loop: fetch, batch per table, flush, commit only what is inserted, drain
 //	rows.go      record → row mapping, one table per record type; poison records
 //	metrics.go   OpenTelemetry instruments
@@ -45,13 +46,15 @@ func run(ctx context.Context, args []string) error {
 	}
 	defer base.Close()
 
-	// 3. Every wakepush topic exists (idempotent, the shared specs of schemas/topics).
+	// 3. Every wakepush topic exists (idempotent, the shared specs of schemas/topics; only waited
+	// for with WAKEPUSH_KAFKA_CREATE_TOPICS=false).
 	if err := cfg.Kafka.EnsureTopics(ctx, recordedTopics()...); err != nil {
 		return base.StartErr(ctx, err)
 	}
 
-	// 4. The ClickHouse database and schema, migrated (retrying while ClickHouse is not reachable).
-	store, err := openStore(ctx, cfg.ClickHouseDSN, cfg.ClickHouse, base.Log)
+	// 4. The ClickHouse database and schema, migrated (retrying while ClickHouse is not reachable),
+	// or only waited for with WAKEPUSH_CLICKHOUSE_MIGRATE=false.
+	store, err := openStore(ctx, cfg.ClickHouseDSN, cfg.ClickHouse, cfg.Migrate, base.Log)
 	if err != nil {
 		return base.StartErr(ctx, err)
 	}

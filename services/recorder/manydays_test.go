@@ -20,7 +20,7 @@ func TestStoreInsertManyDays(t *testing.T) {
 	srv := stacktest.ClickHouse(t)
 	db, conn := testDatabase(t, srv, "rec_days")
 	ctx := t.Context()
-	s, err := openStore(ctx, srv.DSN(db), clickhousex.Config{}, discardLogger())
+	s, err := openStore(ctx, srv.DSN(db), clickhousex.Config{}, true, discardLogger())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -482,7 +482,7 @@ func TestStoreInsertDeduplicates(t *testing.T) {
 	srv := stacktest.ClickHouse(t)
 	db, conn := testDatabase(t, srv, "rec_dedup")
 	ctx := t.Context()
-	s, err := openStore(ctx, srv.DSN(db), clickhousex.Config{}, discardLogger())
+	s, err := openStore(ctx, srv.DSN(db), clickhousex.Config{}, true, discardLogger())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -534,7 +534,7 @@ func BenchmarkInsert(b *testing.B) {
 	srv := stacktest.ClickHouse(b)
 	db, _ := testDatabase(b, srv, "rec_bench")
 	ctx := context.Background()
-	s, err := openStore(ctx, srv.DSN(db), clickhousex.Config{}, discardLogger())
+	s, err := openStore(ctx, srv.DSN(db), clickhousex.Config{}, true, discardLogger())
 	if err != nil {
 		b.Fatal(err)
 	}

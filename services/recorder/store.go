@@ -57,11 +57,12 @@ func connOptions(dsn string, sec clickhousex.Config) (*clickhouse.Options, strin
 	return opts, db, nil
 }
 
-// openStore connects to ClickHouse (dsn, with sec's TLS and credentials) and applies the schema
-// migrations, retrying while ClickHouse is not reachable until ctx ends. A changed applied
-// migration or an error ClickHouse reports for a migration statement is returned at once:
-// retrying would not fix it.
-func openStore(ctx context.Context, dsn string, sec clickhousex.Config, log *slog.Logger) (*store, error) {
+// openStore connects to ClickHouse (dsn, with sec's TLS and credentials) and, with migrate,
+// applies the schema migrations, retrying while ClickHouse is not reachable until ctx ends. A
+// changed applied migration or an error ClickHouse reports for a migration statement is
+// returned at once: retrying would not fix it. Without migrate it runs no DDL and waits until
+// another (wakepushctl migrate) has brought the schema to the latest version (waitSchema).
+func openStore(ctx context.Context, dsn string, sec clickhousex.Config, migrate bool, log *slog.Logger) (*store, error) {
 	opts, db, err := connOptions(dsn, sec)
 	if err != nil {
 		return nil, err
@@ -69,6 +70,14 @@ func openStore(ctx context.Context, dsn string, sec clickhousex.Config, log *slo
 	conn, err := clickhouse.Open(opts)
 	if err != nil {
 		return nil, fmt.Errorf("open ClickHouse: %w", err)
+	}
+	if !migrate {
+		if err := waitSchema(ctx, conn, db, log); err != nil {
+			conn.Close()
+			return nil, err
+		}
+		log.Info("ClickHouse schema at the latest version", "database", db, "addr", opts.Addr)
+		return newStore(conn, db), nil
 	}
 	backoff := 200 * time.Millisecond
 	for attempt := 1; ; attempt++ {
@@ -91,11 +100,57 @@ func openStore(ctx context.Context, dsn string, sec clickhousex.Config, log *slo
 		backoff = min(2*backoff, 5*time.Second)
 	}
 	log.Info("ClickHouse schema migrated", "database", db, "addr", opts.Addr)
+	return newStore(conn, db), nil
+}
+
+func newStore(conn driver.Conn, db string) *store {
 	s := &store{conn: conn, database: db, insertSQL: map[string]string{}}
 	for _, t := range tables {
 		s.insertSQL[t.name] = fmt.Sprintf("INSERT INTO `%s`.`%s` (%s)", db, t.name, strings.Join(t.columns, ", "))
 	}
-	return s, nil
+	return s
+}
+
+// schemaLogInterval is how often waitSchema logs what it is still waiting for.
+const schemaLogInterval = 10 * time.Second
+
+// waitSchema waits until database's schema_migrations lists every migration this recorder
+// knows, reading only (SELECT on schema_migrations), logging what is missing every
+// schemaLogInterval. A changed applied migration ends it at once; anything else — ClickHouse
+// not reachable, the database or schema_migrations not there yet, migrations pending — is
+// waited out until ctx ends, and the error then says what was missing.
+func waitSchema(ctx context.Context, conn driver.Conn, db string, log *slog.Logger) error {
+	var lastLog time.Time
+	backoff := 200 * time.Millisecond
+	for {
+		pending, err := schema.Status(ctx, conn, db)
+		if errors.Is(err, schema.ErrChecksum) || errors.Is(err, schema.ErrInvalid) {
+			return fmt.Errorf("ClickHouse database %s: %w", db, err)
+		}
+		var missing string
+		switch {
+		case err != nil:
+			missing = err.Error()
+		case len(pending) > 0:
+			names := make([]string, len(pending))
+			for i, m := range pending {
+				names[i] = m.String()
+			}
+			missing = "migrations not applied: " + strings.Join(names, ", ")
+		default:
+			return nil
+		}
+		if lastLog.IsZero() || time.Since(lastLog) >= schemaLogInterval {
+			log.Info("waiting for the ClickHouse schema (WAKEPUSH_CLICKHOUSE_MIGRATE=false: wakepushctl migrate applies it)", "database", db, "missing", missing)
+			lastLog = time.Now()
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("ClickHouse schema of database %s not at the latest version (WAKEPUSH_CLICKHOUSE_MIGRATE=false: run wakepushctl migrate, the Helm chart's pre-install hook): %s: %w", db, missing, ctx.Err())
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 3*time.Second)
+	}
 }
 
 // Database is the database the store writes.

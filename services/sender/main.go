@@ -41,7 +41,7 @@ func run(ctx context.Context, args []string) error {
 
 // serve is the sender between the start and the close of the shared service machinery.
 func serve(ctx context.Context, cfg *settings, base *service.Base) error {
-	// 2. Topics exist (idempotent, shared specs).
+	// 2. Topics exist (idempotent, shared specs; waited for with WAKEPUSH_KAFKA_CREATE_TOPICS=false).
 	if err := cfg.Kafka.EnsureTopics(ctx, topics.Wakes, topics.Registrations, topics.Deliveries, topics.WakesDLQ); err != nil {
 		return base.StartErr(ctx, err)
 	}

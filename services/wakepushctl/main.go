@@ -5,6 +5,8 @@
 //	wakepushctl query NAME [k=v …]   run one of them against ClickHouse
 //	wakepushctl stats [flags]        events, wakes, delivered share, lost events, latencies, outcomes
 //	wakepushctl dashboard [flags]    a ClickHouse /dashboard URL with wakepush's panels
+//	wakepushctl migrate [flags]      create/update the Kafka topics and migrate the ClickHouse schema
+//	wakepushctl check [flags]        check that Kafka and ClickHouse are reachable and migrated
 //
 // Settings come from flags or the environment, defaulting to the local dev stack (`make run`).
 package main
@@ -41,6 +43,10 @@ func run(ctx context.Context, args []string) error {
 		return stats(ctx, args[1:])
 	case "dashboard":
 		return dashboard(ctx, args[1:])
+	case "migrate":
+		return migrate(ctx, args[1:])
+	case "check":
+		return check(ctx, args[1:])
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 		return nil
@@ -60,6 +66,13 @@ commands:
                        outcomes, per app, platform and XMPP server (-since 1h -until now -app ""
                        -format table|json|csv)
   dashboard [flags]    print (or -open) a ClickHouse /dashboard URL with wakepush's panels
+  migrate [flags]      create or update every Kafka topic and apply the ClickHouse migrations,
+                       idempotently, waiting up to -timeout (5m) for both to come up; prints each
+                       change (-kafka-only, -clickhouse-only, -add-partitions). The Helm hook Job
+  check [flags]        read-only: every topic exists with its partition count, ClickHouse answers,
+                       its schema is at the latest migration, every table is readable; one line
+                       per check, non-zero exit when any fails (-kafka-only, -clickhouse-only,
+                       -timeout 30s). The Helm test
 
 run "wakepushctl <command> -h" for the command's flags.
 `

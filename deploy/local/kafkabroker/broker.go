@@ -23,6 +23,7 @@ import (
 	"strconv"
 
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // DefaultAddr is the listen address of the dev stack's broker.
@@ -58,6 +59,61 @@ type Options struct {
 	// SASL users; when there is any, every connection must authenticate
 	// with one of them before any other request. They are superusers.
 	SASL []SASLUser
+	// ACLUsers are SASL users that are subject to ACLs: setting any turns
+	// on kfake's ACL checks (EnableACLs), so every request of such a user
+	// needs an ACL that allows it. The SASL users above stay superusers.
+	ACLUsers []ACLUser
+}
+
+// ACLUser is a SASL account whose every request is checked against its
+// ACLs (allow rules; anything not allowed is denied).
+type ACLUser struct {
+	SASLUser
+	ACLs []ACL
+}
+
+// ACL allows one operation on one resource, as in a Strimzi KafkaUser's
+// spec.authorization.acls.
+type ACL struct {
+	// Resource is "topic", "group", "cluster" or "transactionalId".
+	Resource string
+	// Name of the resource; ignored for "cluster".
+	Name string
+	// Prefixed matches every name starting with Name (else: literal).
+	Prefixed bool
+	// Operation: Read, Write, Create, Delete, Alter, Describe,
+	// DescribeConfigs, AlterConfigs, IdempotentWrite or All.
+	Operation string
+}
+
+var aclResources = map[string]kmsg.ACLResourceType{
+	"topic": kmsg.ACLResourceTypeTopic, "group": kmsg.ACLResourceTypeGroup,
+	"cluster": kmsg.ACLResourceTypeCluster, "transactionalId": kmsg.ACLResourceTypeTransactionalId,
+}
+
+var aclOperations = map[string]kmsg.ACLOperation{
+	"All": kmsg.ACLOperationAll, "Read": kmsg.ACLOperationRead, "Write": kmsg.ACLOperationWrite,
+	"Create": kmsg.ACLOperationCreate, "Delete": kmsg.ACLOperationDelete, "Alter": kmsg.ACLOperationAlter,
+	"Describe": kmsg.ACLOperationDescribe, "DescribeConfigs": kmsg.ACLOperationDescribeConfigs,
+	"AlterConfigs": kmsg.ACLOperationAlterConfigs, "IdempotentWrite": kmsg.ACLOperationIdempotentWrite,
+}
+
+func (a ACL) kfake() (kfake.ACL, error) {
+	rt, ok := aclResources[a.Resource]
+	if !ok {
+		return kfake.ACL{}, fmt.Errorf("kafkabroker: ACL resource %q: want topic, group, cluster or transactionalId", a.Resource)
+	}
+	op, ok := aclOperations[a.Operation]
+	if !ok {
+		return kfake.ACL{}, fmt.Errorf("kafkabroker: ACL operation %q unknown", a.Operation)
+	}
+	name, pattern := a.Name, kmsg.ACLResourcePatternTypeLiteral
+	if rt == kmsg.ACLResourceTypeCluster {
+		name = "kafka-cluster"
+	} else if a.Prefixed {
+		pattern = kmsg.ACLResourcePatternTypePrefixed
+	}
+	return kfake.ACL{Resource: rt, Name: name, Pattern: pattern, Operation: op, Allow: true}, nil
 }
 
 // SASLUser is a SASL account of the broker.
@@ -131,6 +187,23 @@ func Start(opts Options) (*Broker, error) {
 				return nil, fmt.Errorf("kafkabroker: a %s SASL user needs a name and a password", u.Mechanism)
 			}
 			kopts = append(kopts, kfake.Superuser(u.Mechanism, u.User, u.Password))
+		}
+	}
+	if len(opts.ACLUsers) > 0 {
+		if len(opts.SASL) == 0 {
+			kopts = append(kopts, kfake.EnableSASL())
+		}
+		kopts = append(kopts, kfake.EnableACLs())
+		for _, u := range opts.ACLUsers {
+			var acls []kfake.ACL
+			for _, a := range u.ACLs {
+				ka, err := a.kfake()
+				if err != nil {
+					return nil, err
+				}
+				acls = append(acls, ka)
+			}
+			kopts = append(kopts, kfake.User(u.Mechanism, u.User, u.Password, acls...))
 		}
 	}
 	if opts.DataDir != "" {

@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 	"time"
@@ -38,6 +39,10 @@ type Config struct {
 	MinInsyncReplicas int
 	BatchTimeout      time.Duration
 	BatchSize         int
+	// CreateTopics: EnsureTopics creates missing topics (true, and nil means true). False
+	// (WAKEPUSH_KAFKA_CREATE_TOPICS=false) is for services without the rights to create topics:
+	// EnsureTopics then only waits until `wakepushctl migrate` has created them.
+	CreateTopics *bool
 }
 
 // Register adds the Kafka settings to s.
@@ -52,6 +57,9 @@ func (c *Config) Register(s *config.Set) {
 	s.Int(&c.Partitions, "kafka-partitions", "WAKEPUSH_KAFKA_PARTITIONS", 8, "partitions of every wakepush topic when created (all topics share the count)")
 	s.Int(&c.ReplicationFactor, "kafka-replication-factor", "WAKEPUSH_KAFKA_REPLICATION_FACTOR", 1, "replication factor of topics when created (3 in production)")
 	s.Int(&c.MinInsyncReplicas, "kafka-min-insync-replicas", "WAKEPUSH_KAFKA_MIN_INSYNC_REPLICAS", 0, "min.insync.replicas of topics when created; 0: 2 with a replication factor of 3 or more, else the broker's default")
+	c.CreateTopics = new(true)
+	s.Bool(c.CreateTopics, "kafka-create-topics", "WAKEPUSH_KAFKA_CREATE_TOPICS", true,
+		"create missing topics at start; false: wait until they exist (created by wakepushctl migrate), for services without Kafka Create rights")
 	s.Duration(&c.BatchTimeout, "kafka-batch-timeout", "WAKEPUSH_KAFKA_BATCH_TIMEOUT", 2*time.Millisecond, "how long the producer waits to fill a batch")
 	s.Int(&c.BatchSize, "kafka-batch-size", "WAKEPUSH_KAFKA_BATCH_SIZE", 100, "most records in one produce batch per partition (the producer allocates room for this many per batch)")
 }
@@ -168,43 +176,138 @@ func CloseClient(client *kafka.Client) {
 	}
 }
 
-// EnsureTopics applies the topic specs idempotently (see topics.Ensure), retrying while the
-// brokers are not reachable yet until ctx ends. A broker that refuses the client — a
-// certificate it does not trust, a failed SASL authentication — ends it at once: no retry
-// fixes a configuration.
+// EnsureTopics makes sure the named topics exist before a service uses them. With
+// CreateTopics (the default) it applies their specs idempotently (see topics.Ensure), retrying
+// while the brokers are not reachable yet until ctx ends. Without, it creates nothing and waits
+// for them (WaitTopics). A broker that refuses the client — a certificate it does not trust, a
+// failed SASL authentication — ends it at once: no retry fixes a configuration.
 func (c *Config) EnsureTopics(ctx context.Context, names ...string) error {
+	if c.CreateTopics != nil && !*c.CreateTopics {
+		return c.WaitTopics(ctx, slog.Default(), names...)
+	}
+	specs, err := lookupSpecs(names)
+	if err != nil {
+		return err
+	}
+	return c.retry(ctx, "ensure topics", func(client *kafka.Client) error {
+		return topics.Ensure(ctx, client, c.Layout(), specs...)
+	})
+}
+
+// WaitLogInterval is how often WaitTopics logs what it is still waiting for.
+const WaitLogInterval = 10 * time.Second
+
+// WaitTopics waits until every named topic exists with the configured partition count, without
+// creating or changing anything (it needs only Describe on the topics), logging what is missing
+// every WaitLogInterval. When ctx ends first, the error names every topic that is missing or
+// has another partition count.
+func (c *Config) WaitTopics(ctx context.Context, log *slog.Logger, names ...string) error {
+	specs, err := lookupSpecs(names)
+	if err != nil {
+		return err
+	}
 	client, err := c.Client()
 	if err != nil {
 		return err
 	}
 	defer CloseClient(client)
-	specs := make([]topics.Spec, 0, len(names))
-	for _, n := range names {
-		s, ok := topics.Lookup(n)
-		if !ok {
-			return fmt.Errorf("no topic spec for %q", n)
-		}
-		specs = append(specs, s)
-	}
+	var lastLog time.Time
 	backoff := 100 * time.Millisecond
 	for {
-		err = topics.Ensure(ctx, client, c.Layout(), specs...)
+		var problem error
+		status, err := topics.Verify(ctx, client, c.Layout(), specs...)
+		if refused(err) || permanent(err) {
+			return fmt.Errorf("wait for topics: %w", err)
+		}
+		if err != nil {
+			problem = fmt.Errorf("Kafka not reachable: %w", err)
+		} else {
+			var errs []error
+			for _, st := range status {
+				errs = append(errs, st.Err)
+			}
+			problem = errors.Join(errs...)
+		}
+		if problem == nil {
+			return nil
+		}
+		if lastLog.IsZero() || time.Since(lastLog) >= WaitLogInterval {
+			log.Info("waiting for the Kafka topics (WAKEPUSH_KAFKA_CREATE_TOPICS=false: wakepushctl migrate creates them)", "missing", oneLine(problem))
+			lastLog = time.Now()
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("Kafka topics not ready (WAKEPUSH_KAFKA_CREATE_TOPICS=false: run wakepushctl migrate, the Helm chart's pre-install hook): %s: %w", oneLine(problem), ctx.Err())
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 3*time.Second)
+	}
+}
+
+// MigrateTopics applies every wakepush topic spec (topics.All) with topics.Migrate, retrying
+// while the brokers are not reachable yet until ctx ends.
+func (c *Config) MigrateTopics(ctx context.Context, opts topics.MigrateOptions) (topics.Result, error) {
+	var res topics.Result
+	err := c.retry(ctx, "migrate topics", func(client *kafka.Client) error {
+		var err error
+		res, err = topics.Migrate(ctx, client, c.Layout(), opts, topics.All...)
+		return err
+	})
+	return res, err
+}
+
+// retry runs fn with a fresh client until it succeeds, the broker refuses the client, or ctx
+// ends.
+func (c *Config) retry(ctx context.Context, what string, fn func(*kafka.Client) error) error {
+	client, err := c.Client()
+	if err != nil {
+		return err
+	}
+	defer CloseClient(client)
+	backoff := 100 * time.Millisecond
+	for {
+		err = fn(client)
 		if err == nil {
 			return nil
 		}
 		// kafka-go reports a refused connection to CreateTopics as "broker not available";
 		// a metadata request shows the cause.
 		if _, merr := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{}}); refused(merr) {
-			return fmt.Errorf("ensure topics: %w", merr)
+			return fmt.Errorf("%s: %w", what, merr)
+		}
+		if permanent(err) {
+			return fmt.Errorf("%s: %w", what, err)
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("ensure topics: %w (last error: %v)", ctx.Err(), err)
+			return fmt.Errorf("%s: %w (last error: %v)", what, ctx.Err(), err)
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, 3*time.Second)
 	}
 }
+
+// permanent reports an error no retry fixes: the broker denying the request, or a topic whose
+// partition count migrating will not change.
+func permanent(err error) bool {
+	return errors.Is(err, topics.ErrPartitions) || errors.Is(err, kafka.TopicAuthorizationFailed) || errors.Is(err, kafka.ClusterAuthorizationFailed) ||
+		errors.Is(err, kafka.GroupAuthorizationFailed)
+}
+
+func lookupSpecs(names []string) ([]topics.Spec, error) {
+	specs := make([]topics.Spec, 0, len(names))
+	for _, n := range names {
+		s, ok := topics.Lookup(n)
+		if !ok {
+			return nil, fmt.Errorf("no topic spec for %q", n)
+		}
+		specs = append(specs, s)
+	}
+	return specs, nil
+}
+
+// oneLine joins the lines of a joined error with "; ".
+func oneLine(err error) string { return strings.ReplaceAll(err.Error(), "\n", "; ") }
 
 // refused reports whether err is the broker and the client refusing each other's identity: an
 // untrusted or misnamed certificate, or a SASL authentication the broker rejected.
