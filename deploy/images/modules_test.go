@@ -23,10 +23,6 @@ import (
 // wakepush is the prefix of every module of this repository.
 const wakepush = "github.com/wakepush/wakepush"
 
-// shippedModules is the allow-list: exactly the modules each shipped binary links, as
-// `go list -deps` sees them for the image build (GOOS=linux, CGO_ENABLED=0, -tags timetzdata,
-// the workspace). A new dependency of a binary is a deliberate change: add it here, in the same
-// commit, after checking it is production code.
 // serviceModules are the modules all four services link (the shared platform: kafka-go,
 // OpenTelemetry, Prometheus, protobuf, schemas, services/internal).
 var serviceModules = []string{
@@ -72,6 +68,10 @@ var serviceModules = []string{
 	"google.golang.org/protobuf",
 }
 
+// shippedModules is the allow-list: exactly the modules each shipped binary links, as
+// `go list -deps` sees them for the image build (GOOS=linux, CGO_ENABLED=0, -tags timetzdata,
+// the workspace). A new dependency of a binary is a deliberate change: add it here, in the same
+// commit, after checking it is production code.
 var shippedModules = map[string][]string{
 	"ingest": withModules(serviceModules,
 		"golang.org/x/time",
