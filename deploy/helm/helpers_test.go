@@ -78,7 +78,33 @@ func valuesCases(t *testing.T) []valuesCase {
 		}
 		cases = append(cases, valuesCase{Name: strings.TrimSuffix(filepath.Base(f), "-values.yaml"), Path: f, Vals: v})
 	}
-	return cases
+	return append(cases, readmeCase(t))
+}
+
+// readmeValues is the values file of the chart README's install walkthrough.
+var readmeValues = regexp.MustCompile("(?s)`my-values\\.yaml`:\n\n```yaml\n(.*?)```")
+
+// readmeCase is the walkthrough's my-values.yaml, taken from the chart README, so the values
+// it tells an operator to install with are rendered, linted and installed like the ci files.
+func readmeCase(t *testing.T) valuesCase {
+	t.Helper()
+	readme, err := os.ReadFile(filepath.Join(chartDir(), "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := readmeValues.FindSubmatch(readme)
+	if m == nil {
+		t.Fatalf("%s/README.md: no `my-values.yaml` block (```yaml) in the install walkthrough", chartDir())
+	}
+	f := filepath.Join(t.TempDir(), "readme-values.yaml")
+	if err := os.WriteFile(f, m[1], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	v, err := chartrender.ReadValuesFile(f)
+	if err != nil {
+		t.Fatalf("README my-values.yaml: %v", err)
+	}
+	return valuesCase{Name: "readme", Path: f, Vals: v}
 }
 
 var (
