@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/wakepush/wakepush/schemas/records"
+	"github.com/wakepush/wakepush/schemas/topics"
 )
 
 // Precomputed measurement options: building an attribute set per call costs more than the rest
@@ -25,6 +26,40 @@ var (
 	producedOK  = metric.WithAttributeSet(attribute.NewSet(attribute.Bool("error", false)))
 	producedErr = metric.WithAttributeSet(attribute.NewSet(attribute.Bool("error", true)))
 )
+
+// sendSpanNames are the producer spans' names per topic ("send <topic>", messaging conventions),
+// made once rather than per record.
+var sendSpanNames = func() map[string]string {
+	m := map[string]string{}
+	for _, t := range topics.All {
+		m[t.Name] = "send " + t.Name
+	}
+	return m
+}()
+
+func sendSpanName(topic string) string {
+	if n, ok := sendSpanNames[topic]; ok {
+		return n
+	}
+	return "send " + topic
+}
+
+// contentTypeValue and schemaValues are header values shared by every record (kafka-go only
+// reads header values).
+var (
+	contentTypeValue = []byte(records.ContentType)
+	schemaValues     sync.Map // protoreflect.FullName → []byte
+)
+
+func schemaValue(m proto.Message) []byte {
+	name := m.ProtoReflect().Descriptor().FullName()
+	if v, ok := schemaValues.Load(name); ok {
+		return v.([]byte)
+	}
+	v := []byte(records.SchemaName(m))
+	schemaValues.Store(name, v)
+	return v
+}
 
 // Record is one message to produce. Ctx is the context the record is created in: its trace
 // context becomes the parent of the producer span, whose context goes into the headers. A nil
@@ -137,21 +172,26 @@ func (p *Producer) Produce(ctx context.Context, recs ...Record) error {
 		}
 		// Messaging semantic conventions (send span). Keys are device ids (keyed hashes) or
 		// "<device_id>/<registration_id>", never a token or a JID, so the key may be recorded.
-		sctx, span := p.tracer.Start(parent, "send "+r.Topic, trace.WithSpanKind(trace.SpanKindProducer),
-			trace.WithAttributes(
+		// Attributes only on a recorded span: for an unsampled one they cost more than the span
+		// (the standard samplers decide on the parent and the trace id, not on attributes).
+		sctx, span := p.tracer.Start(parent, sendSpanName(r.Topic), trace.WithSpanKind(trace.SpanKindProducer))
+		if span.IsRecording() {
+			span.SetAttributes(
 				semconv.MessagingSystemKafka,
 				semconv.MessagingOperationTypeSend,
 				semconv.MessagingOperationName("send"),
 				semconv.MessagingDestinationName(r.Topic),
 				semconv.MessagingKafkaMessageKey(r.Key),
-			))
+			)
+		}
 		spans[i] = span
 		var headers []kafka.Header
 		if r.Msg != nil {
-			headers = []kafka.Header{
-				{Key: records.HeaderContentType, Value: []byte(records.ContentType)},
-				{Key: records.HeaderSchema, Value: []byte(records.SchemaName(r.Msg))},
-			}
+			// Room for traceparent (and tracestate) without growing; the values are shared,
+			// read-only bytes (kafka-go only reads them).
+			headers = make([]kafka.Header, 2, 4)
+			headers[0] = kafka.Header{Key: records.HeaderContentType, Value: contentTypeValue}
+			headers[1] = kafka.Header{Key: records.HeaderSchema, Value: schemaValue(r.Msg)}
 		}
 		Inject(sctx, &headers)
 		msgs[i] = kafka.Message{Topic: r.Topic, Key: []byte(r.Key), Value: value, Headers: headers}
