@@ -31,6 +31,11 @@ func SchemaName(m proto.Message) string {
 	return string(m.ProtoReflect().Descriptor().FullName())
 }
 
+// Record ids need uniqueness, not secrecy: random bytes come from uuid's pool, refilled from
+// crypto/rand in batches, instead of a crypto/rand read per id (one system call per record,
+// ~8 % of the sender engine's CPU per wake before). Nothing in wakepush makes secrets with uuid.
+func init() { uuid.EnableRandPool() }
+
 // NewID returns a new unique, time-ordered record id (UUIDv7).
 func NewID() string {
 	return uuid.Must(uuid.NewV7()).String()
