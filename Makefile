@@ -9,7 +9,7 @@ MODULES := schemas services loadtest loadtest/mocks deploy/local deploy/monitori
 PKGS := $(foreach m,$(MODULES),./$(m)/...)
 GOTEST_FLAGS ?= -race -shuffle=on -timeout 20m
 
-.PHONY: all build test test-short fuzz run demo-push loadtest loadtest-max chaos proto monitoring images lint fmt clickhouse-lib jaeger kube-apiserver test-k8s clean-data help
+.PHONY: all build test test-short fuzz run demo-push loadtest loadtest-max chaos bench-sender proto monitoring images lint fmt clickhouse-lib jaeger kube-apiserver test-k8s clean-data help
 
 all: build
 
@@ -18,7 +18,7 @@ help: ## list targets
 
 build: ## build every binary into bin/
 	$(GO) build -o bin/ ./services/ingest ./services/coalescer ./services/sender ./services/recorder ./services/wakepushctl \
-		./loadtest/cmd/apns-mock ./loadtest/cmd/fcm-mock ./loadtest/cmd/loadtest ./deploy/local/cmd/wakepush-dev ./deploy/local/cmd/kafka-broker ./deploy/local/cmd/chdb-server
+		./loadtest/cmd/apns-mock ./loadtest/cmd/fcm-mock ./loadtest/cmd/loadtest ./loadtest/cmd/sender-bench ./deploy/local/cmd/wakepush-dev ./deploy/local/cmd/kafka-broker ./deploy/local/cmd/chdb-server
 
 test: clickhouse-lib jaeger ## unit + integration tests (kfake, ClickHouse, APNs mock, Prosody), with -race
 	$(GO) vet $(PKGS)
@@ -65,6 +65,12 @@ loadtest-max: ## find the highest sustained publish rate (ramp; 2-5 min); report
 
 chaos: ## chaos under sustained load: kill every service, freeze/restart Kafka, stop ClickHouse, APNs storms (~15 min)
 	$(GO) run ./loadtest/cmd/loadtest -scenario loadtest/scenarios/chaos.yaml
+
+# CPU per APNs push of the sender binary next to a bare apns2 client loop (loadtest/README.md,
+# "Sender vs bare apns2"), e.g. make bench-sender SENDER_BENCH_FLAGS='-runs 5 -conns 2 -json /tmp/sb.json'.
+SENDER_BENCH_FLAGS ?=
+bench-sender: ## sender vs bare apns2, CPU per push: 100k devices, 3 alternating runs, markdown table (~2 min)
+	$(GO) run ./loadtest/cmd/sender-bench $(SENDER_BENCH_FLAGS)
 
 proto: $(BUF) ## regenerate schemas/gen with the pinned buf and protoc-gen-go; record gen/generated.sum
 	cd schemas && $(BUF) generate

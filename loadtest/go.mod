@@ -19,7 +19,6 @@ require (
 	github.com/go-faster/city v1.0.1 // indirect
 	github.com/go-faster/errors v0.8.0 // indirect
 	github.com/gofrs/flock v0.13.2 // indirect
-	github.com/google/uuid v1.6.0 // indirect
 	github.com/klauspost/compress v1.20.3 // indirect
 	github.com/paulmach/orb v0.14.0 // indirect
 	github.com/pierrec/lz4/v4 v4.1.33 // indirect
@@ -51,13 +50,16 @@ require (
 	golang.org/x/image v0.30.0 // indirect
 	golang.org/x/sys v0.49.0 // indirect
 	golang.org/x/text v0.43.0 // indirect
-	google.golang.org/protobuf v1.36.12 // indirect
+	google.golang.org/protobuf v1.36.12
 )
 
 replace github.com/wakepush/wakepush/deploy/local => ../deploy/local
 
 replace github.com/wakepush/wakepush/schemas => ../schemas
 
-require github.com/wakepush/wakepush/loadtest/mocks v0.0.0
+require (
+	github.com/google/uuid v1.6.0
+	github.com/wakepush/wakepush/loadtest/mocks v0.0.0
+)
 
 replace github.com/wakepush/wakepush/loadtest/mocks => ./mocks

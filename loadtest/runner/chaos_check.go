@@ -11,6 +11,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/wakepush/wakepush/loadtest/analysis"
+	"github.com/wakepush/wakepush/loadtest/kafkatopic"
 	"github.com/wakepush/wakepush/loadtest/report"
 	"github.com/wakepush/wakepush/loadtest/scenario"
 	wakepushv1 "github.com/wakepush/wakepush/schemas/gen/wakepushv1"
@@ -208,7 +209,7 @@ func kafkaCheck(ctx context.Context, st *stack, sc *scenario.Scenario, plan *sce
 	for quietSince, began := time.Now(), time.Now(); time.Since(began) < time.Minute; time.Sleep(500 * time.Millisecond) {
 		var n int64
 		for _, t := range kafkaTables {
-			c, err := topicRecords(ctx, st.kafkaAddr, t.topic)
+			c, err := kafkatopic.Count(ctx, st.kafkaAddr, t.topic)
 			if err != nil {
 				fail("KAFKA: count %s: %v", t.topic, err)
 				return nil
@@ -238,7 +239,7 @@ func kafkaCheck(ctx context.Context, st *stack, sc *scenario.Scenario, plan *sce
 		ids := map[string]bool{}
 		distinct[t.topic] = ids
 		tc := report.TopicCount{Topic: t.topic, Table: t.table}
-		err := readTopic(ctx, st.kafkaAddr, t.topic, func(m kafka.Message) {
+		err := kafkatopic.Read(ctx, st.kafkaAddr, t.topic, func(m kafka.Message) {
 			tc.Records++
 			schema := kafkaHeader(m, records.HeaderSchema)
 			if m.Value == nil && schema == "" {
@@ -368,68 +369,4 @@ func kafkaHeader(m kafka.Message, key string) string {
 		}
 	}
 	return ""
-}
-
-// readTopic calls fn for every record in topic, partition by partition, from the first offset
-// to the end offset of when it started.
-func readTopic(ctx context.Context, addr, topic string, fn func(kafka.Message)) error {
-	c := &kafka.Client{Addr: kafka.TCP(addr), Timeout: 10 * time.Second}
-	meta, err := c.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
-	if err != nil {
-		return err
-	}
-	if len(meta.Topics) != 1 || meta.Topics[0].Error != nil {
-		return fmt.Errorf("metadata of %s: %+v", topic, meta.Topics)
-	}
-	for _, p := range meta.Topics[0].Partitions {
-		if err := readPartition(ctx, addr, topic, p.ID, fn); err != nil {
-			return fmt.Errorf("partition %d: %w", p.ID, err)
-		}
-	}
-	return nil
-}
-
-func readPartition(ctx context.Context, addr, topic string, partition int, fn func(kafka.Message)) error {
-	conn, err := kafka.DialLeader(ctx, "tcp", addr, topic, partition)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	first, last, err := conn.ReadOffsets()
-	if err != nil {
-		return err
-	}
-	next := first
-	for next < last {
-		if _, err := conn.Seek(next, kafka.SeekAbsolute); err != nil {
-			return err
-		}
-		conn.SetReadDeadline(time.Now().Add(30 * time.Second))
-		batch := conn.ReadBatch(1, 16<<20)
-		got := false
-		for {
-			m, err := batch.ReadMessage()
-			if err != nil {
-				break
-			}
-			if m.Offset < next {
-				continue // a batch can start before the offset asked for
-			}
-			got = true
-			next = m.Offset + 1
-			if m.Offset < last {
-				fn(m)
-			}
-		}
-		if err := batch.Close(); err != nil && !got {
-			return err
-		}
-		if !got {
-			return fmt.Errorf("no records at offset %d of %d", next, last)
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-	}
-	return nil
 }

@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
-	"github.com/segmentio/kafka-go"
 
+	"github.com/wakepush/wakepush/loadtest/kafkatopic"
 	"github.com/wakepush/wakepush/loadtest/mocks/apnsmock"
 	"github.com/wakepush/wakepush/loadtest/scenario"
 	"github.com/wakepush/wakepush/schemas/topics"
@@ -136,23 +136,23 @@ func (d *faultDriver) inject(r *faultRun, end time.Time) {
 
 	case scenario.FaultKafkaFreeze:
 		d.set(func() { r.start = now() })
-		if err := st.broker.signal(syscall.SIGSTOP); err != nil {
+		if err := st.broker.Signal(syscall.SIGSTOP); err != nil {
 			d.set(func() { r.fail("SIGSTOP the broker: %v", err) })
 		}
 		d.sleepUntil(end)
-		if err := st.broker.signal(syscall.SIGCONT); err != nil {
+		if err := st.broker.Signal(syscall.SIGCONT); err != nil {
 			d.set(func() { r.fail("SIGCONT the broker: %v", err) })
 		}
 		d.set(func() { r.end = now(); r.ready = r.end })
 
 	case scenario.FaultKafkaRestart:
 		d.set(func() { r.start = now() })
-		if err := st.broker.end(f.Signal == "kill"); err != nil {
+		if err := st.broker.End(f.Signal == "kill"); err != nil {
 			d.set(func() { r.fail("end the broker: %v", err) })
 		}
 		d.sleepUntil(end)
 		d.set(func() { r.end = now() })
-		if err := st.broker.start(d.ctx); err != nil {
+		if err := st.broker.Start(d.ctx); err != nil {
 			d.set(func() { r.fail("restart the broker: %v", err) })
 		} else {
 			d.set(func() { r.ready = now() })
@@ -192,7 +192,7 @@ func (d *faultDriver) inject(r *faultRun, end time.Time) {
 // records now (everything accepted up to ClickHouse's or the recorder's return) and records
 // how long after the fault's end that was.
 func (d *faultDriver) measureCatchUp(r *faultRun) {
-	target, err := topicRecords(d.ctx, d.st.kafkaAddr, topics.Events)
+	target, err := kafkatopic.Count(d.ctx, d.st.kafkaAddr, topics.Events)
 	if err != nil {
 		d.set(func() { r.fail("count push.events: %v", err) })
 		return
@@ -222,32 +222,4 @@ func (d *faultDriver) measureCatchUp(r *faultRun) {
 		}
 		time.Sleep(time.Second)
 	}
-}
-
-// topicRecords is the number of records in a topic (end − start offsets over its partitions).
-func topicRecords(ctx context.Context, addr, topic string) (int64, error) {
-	c := &kafka.Client{Addr: kafka.TCP(addr), Timeout: 10 * time.Second}
-	meta, err := c.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
-	if err != nil {
-		return 0, err
-	}
-	if len(meta.Topics) != 1 || meta.Topics[0].Error != nil {
-		return 0, fmt.Errorf("metadata of %s: %+v", topic, meta.Topics)
-	}
-	var req []kafka.OffsetRequest
-	for _, p := range meta.Topics[0].Partitions {
-		req = append(req, kafka.FirstOffsetOf(p.ID), kafka.LastOffsetOf(p.ID))
-	}
-	resp, err := c.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: req}})
-	if err != nil {
-		return 0, err
-	}
-	var n int64
-	for _, p := range resp.Topics[topic] {
-		if p.Error != nil {
-			return 0, p.Error
-		}
-		n += p.LastOffset - p.FirstOffset
-	}
-	return n, nil
 }

@@ -29,7 +29,7 @@ import (
 type Options struct {
 	Scenario  *scenario.Scenario
 	ReportDir string // created if missing; logs, apps file, report, plots
-	// Build builds a service's main package and returns the binary (e.g. GoBuild).
+	// Build builds a service's main package and returns the binary (e.g. procs.GoBuild).
 	Build func(pkg string) (string, error)
 	// Race: the binaries were built with -race (sets GORACE so exits are quick).
 	Race bool

@@ -7,10 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
-	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -18,10 +16,10 @@ import (
 	"time"
 
 	"github.com/wakepush/wakepush/deploy/local/chdb"
-	"github.com/wakepush/wakepush/deploy/local/childproc"
 	"github.com/wakepush/wakepush/deploy/local/kafkabroker"
 	"github.com/wakepush/wakepush/loadtest/mocks/apnsmock"
 	"github.com/wakepush/wakepush/loadtest/mocks/fcmmock"
+	"github.com/wakepush/wakepush/loadtest/procs"
 	"github.com/wakepush/wakepush/loadtest/scenario"
 	"github.com/wakepush/wakepush/loadtest/xmppserver"
 
@@ -34,109 +32,6 @@ const (
 	eventToken = "loadtest-event-token"
 	fcmProject = "wakepush-loadtest"
 )
-
-// GoBuild builds the main package pkg with `go build`, run in root (the repository, so its
-// go.work applies), into dir and returns the binary.
-func GoBuild(root, dir string, race bool) func(pkg string) (string, error) {
-	return func(pkg string) (string, error) {
-		out := filepath.Join(dir, path.Base(pkg))
-		args := []string{"build", "-o", out}
-		if race {
-			args = append(args, "-race")
-		}
-		cmd := exec.Command("go", append(args, pkg)...)
-		cmd.Dir = root
-		if b, err := cmd.CombinedOutput(); err != nil {
-			return "", fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, b)
-		}
-		return out, nil
-	}
-}
-
-// process is a service binary run as a child with its output in a log file.
-type process struct {
-	name, log string
-	bin       string   // what a restart runs again (chaos_stack.go)
-	env, args []string // the environment added to ours, the arguments
-	proc      *childproc.Process
-	done      chan struct{} // closed once it has exited and its log file is closed
-	err       error         // how it ended (childproc.Process.Err), set before done is closed
-}
-
-// stopTimeout is how long stop waits after SIGTERM before it kills a service.
-const stopTimeout = 25 * time.Second
-
-func startProcess(name, bin, logPath string, env []string, args ...string) (*process, error) {
-	// Appended: a process restarted by a fault (chaos_stack.go) keeps one log.
-	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	p := &process{name: name, log: logPath, bin: bin, env: env, args: args, done: make(chan struct{})}
-	p.proc = childproc.Command(stopTimeout, bin, args...)
-	p.proc.Cmd.Env = append(os.Environ(), env...)
-	p.proc.Cmd.Stdout, p.proc.Cmd.Stderr = f, f
-	if err := p.proc.Start(); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("start %s: %w", name, err)
-	}
-	go func() {
-		<-p.proc.Done()
-		p.err = p.proc.Err()
-		f.Close()
-		close(p.done)
-	}()
-	return p, nil
-}
-
-func (p *process) waitReady(ctx context.Context, url string, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	client := &http.Client{Timeout: time.Second}
-	for {
-		resp, err := client.Get(url)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		select {
-		case <-p.done:
-			return fmt.Errorf("%s exited before it was ready (%v); log: %s", p.name, p.err, p.log)
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s not ready at %s after %s; log: %s", p.name, url, timeout, p.log)
-		}
-	}
-}
-
-// stop sends SIGTERM, waits up to 25 s, then kills. It returns an error when the process had
-// already exited by itself, had to be killed, or its log reports a data race.
-func (p *process) stop() error {
-	var errs []error
-	select {
-	case <-p.done:
-		errs = append(errs, fmt.Errorf("%s exited during the run: %v (log %s)", p.name, p.err, p.log))
-	default:
-		err := p.proc.Stop()
-		select {
-		case <-p.proc.Done():
-			<-p.done
-			if p.proc.Killed() {
-				errs = append(errs, fmt.Errorf("%s did not stop within %s of SIGTERM (killed)", p.name, stopTimeout))
-			}
-		default:
-			errs = append(errs, fmt.Errorf("stop %s: %w", p.name, err))
-		}
-	}
-	if b, err := os.ReadFile(p.log); err == nil && bytes.Contains(b, []byte("WARNING: DATA RACE")) {
-		errs = append(errs, fmt.Errorf("%s: data race reported (log %s)", p.name, p.log))
-	}
-	return errors.Join(errs...)
-}
 
 // arrivalLog records the wakes the mocks received per device.
 type arrivalLog struct {
@@ -179,18 +74,18 @@ type stack struct {
 	fcm        *fcmmock.Server
 	servers    []*xmppserver.Server
 	ingestURLs []string
-	procs      []*process
+	procs      []*procs.Process
 	mode       string
 	arrivals   *arrivalLog
 	admins     []adminAddr // every service's admin address (readiness)
 	pprofs     []adminAddr // every service's WAKEPUSH_PPROF_ADDR, for -profile (profiling is off unless set)
 
 	// Chaos (chaos_stack.go, faults.go).
-	kafkaAddr   string       // the broker's bootstrap address
-	broker      *brokerChild // the broker as a child process (scenarios that freeze or restart it), else nil
-	procMu      sync.Mutex   // guards procs while faults restart processes
-	chLogPath   string       // clickhouse.log, appended to by a restart
-	chLog       *os.File     // open while a restarted ClickHouse writes to it
+	kafkaAddr   string        // the broker's bootstrap address
+	broker      *procs.Broker // the broker as a child process (scenarios that freeze or restart it), else nil
+	procMu      sync.Mutex    // guards procs while faults restart processes
+	chLogPath   string        // clickhouse.log, appended to by a restart
+	chLog       *os.File      // open while a restarted ClickHouse writes to it
 	loadStarted func(start time.Time)
 }
 
@@ -240,7 +135,7 @@ func startStack(ctx context.Context, opts Options, sc *scenario.Scenario, plan *
 		if st.broker, err = startBrokerChild(ctx, opts, killed); err != nil {
 			return nil, fmt.Errorf("kafka: %w", err)
 		}
-		st.kafkaAddr = st.broker.addr
+		st.kafkaAddr = st.broker.Addr
 	} else {
 		st.kafka, err = kafkabroker.Start(kafkabroker.Options{Addr: "127.0.0.1:0"})
 		if err != nil {
@@ -362,7 +257,7 @@ func startStack(ctx context.Context, opts Options, sc *scenario.Scenario, plan *
 		if err != nil {
 			return err
 		}
-		p, err := startProcess(name, bin, filepath.Join(dir, name+".log"),
+		p, err := procs.Start(name, bin, filepath.Join(dir, name+".log"),
 			append(append([]string{"WAKEPUSH_ADMIN_ADDR=" + admin, "WAKEPUSH_PPROF_ADDR=" + pprofAddr}, common...), env...))
 		if err != nil {
 			return err
@@ -370,7 +265,7 @@ func startStack(ctx context.Context, opts Options, sc *scenario.Scenario, plan *
 		st.procs = append(st.procs, p)
 		st.admins = append(st.admins, adminAddr{name: name, addr: admin})
 		st.pprofs = append(st.pprofs, adminAddr{name: name, addr: pprofAddr})
-		return p.waitReady(ctx, "http://"+admin+"/readyz", 90*time.Second)
+		return p.WaitReady(ctx, "http://"+admin+"/readyz", 90*time.Second)
 	}
 	if err := start("recorder", bins["recorder"], []string{"WAKEPUSH_CLICKHOUSE_DSN=clickhouse://" + st.chTCP + "/" + st.database}); err != nil {
 		return nil, err
@@ -446,29 +341,11 @@ func startStack(ctx context.Context, opts Options, sc *scenario.Scenario, plan *
 
 func slicesClone(s []string) []string { return append([]string(nil), s...) }
 
-// RepoRoot walks up from dir to the directory holding go.work.
-func RepoRoot(dir string) (string, error) {
-	d, err := filepath.Abs(dir)
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(d, "go.work")); err == nil {
-			return d, nil
-		}
-		parent := filepath.Dir(d)
-		if parent == d {
-			return "", fmt.Errorf("no go.work above %s: run the load test inside the wakepush repository", dir)
-		}
-		d = parent
-	}
-}
-
 // stopServices stops the services (ingest first) and returns their problems.
 func (st *stack) stopServices() []error {
 	var errs []error
 	for i := len(st.procs) - 1; i >= 0; i-- {
-		if err := st.procs[i].stop(); err != nil {
+		if err := st.procs[i].Stop(); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -500,6 +377,6 @@ func (st *stack) close() {
 		st.kafka.Close()
 	}
 	if st.broker != nil {
-		st.broker.close()
+		st.broker.Close()
 	}
 }

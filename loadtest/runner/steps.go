@@ -3,43 +3,13 @@ package runner
 import (
 	"fmt"
 	"os"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/wakepush/wakepush/loadtest/analysis"
+	"github.com/wakepush/wakepush/loadtest/proccpu"
 	"github.com/wakepush/wakepush/loadtest/report"
 	"github.com/wakepush/wakepush/loadtest/scenario"
 )
-
-// userHZ is Linux's USER_HZ, the unit of /proc/<pid>/stat CPU times (100 on every
-// architecture Go supports).
-const userHZ = 100
-
-// procCPU is the user + system CPU time the process has used so far.
-func procCPU(pid int) (time.Duration, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, err
-	}
-	// The command name (field 2) is in parentheses and may hold spaces: count from after it.
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("/proc/%d/stat: no command name", pid)
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 13 {
-		return 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f))
-	}
-	// f[0] is field 3 (state): utime is field 14, stime field 15.
-	ut, err1 := strconv.ParseInt(f[11], 10, 64)
-	st, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("/proc/%d/stat: utime %q stime %q", pid, f[11], f[12])
-	}
-	return time.Duration(ut+st) * time.Second / userHZ, nil
-}
 
 // cpuSample is every watched process's CPU time at one moment.
 type cpuSample struct {
@@ -57,8 +27,8 @@ type cpuWatch struct {
 func (st *stack) cpuWatch() *cpuWatch {
 	w := &cpuWatch{}
 	for _, p := range st.procs {
-		w.names = append(w.names, p.name)
-		w.pids = append(w.pids, p.proc.Pid())
+		w.names = append(w.names, p.Name)
+		w.pids = append(w.pids, p.Pid())
 	}
 	if st.ch != nil {
 		w.names = append(w.names, "clickhouse")
@@ -66,7 +36,7 @@ func (st *stack) cpuWatch() *cpuWatch {
 	}
 	if st.broker != nil { // the broker as a child process (chaos_stack.go)
 		w.names = append(w.names, "kafka")
-		w.pids = append(w.pids, st.broker.proc.proc.Pid())
+		w.pids = append(w.pids, st.broker.Pid())
 	}
 	w.names = append(w.names, "loadtest")
 	w.pids = append(w.pids, os.Getpid())
@@ -76,7 +46,7 @@ func (st *stack) cpuWatch() *cpuWatch {
 func (w *cpuWatch) sample() cpuSample {
 	s := cpuSample{at: time.Now(), cpu: make([]time.Duration, len(w.pids))}
 	for i, pid := range w.pids {
-		d, err := procCPU(pid)
+		d, err := proccpu.Read(pid)
 		if err != nil {
 			d = -1
 		}

@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/wakepush/wakepush/loadtest/procs"
 	"github.com/wakepush/wakepush/loadtest/runner"
 	"github.com/wakepush/wakepush/loadtest/scenario"
 )
@@ -45,7 +46,7 @@ func run() int {
 		fmt.Fprintln(os.Stderr, "loadtest:", err)
 		return 2
 	}
-	root, err := runner.RepoRoot(".")
+	root, err := procs.RepoRoot(".")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "loadtest:", err)
 		return 2
@@ -63,7 +64,7 @@ func run() int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	opts := runner.Options{
-		Scenario: sc, ReportDir: dir, Build: runner.GoBuild(root, binDir, *race), Race: *race,
+		Scenario: sc, ReportDir: dir, Build: procs.GoBuild(root, binDir, *race), Race: *race,
 		ClickHouseTCP: *chAddr, ComponentMode: *mode, Profile: *profile,
 		Logf: func(format string, args ...any) {
 			fmt.Fprintf(os.Stderr, "loadtest: "+format+"\n", args...)
