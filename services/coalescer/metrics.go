@@ -15,6 +15,7 @@ import (
 
 	"github.com/wakepush/wakepush/schemas/topics"
 	"github.com/wakepush/wakepush/services/coalescer/coalesce"
+	"github.com/wakepush/wakepush/services/internal/telemetry"
 )
 
 // metrics are the coalescer's instruments (README.md, "Metrics").
@@ -26,6 +27,11 @@ type metrics struct {
 	deadLetters metric.Int64Counter
 	restores    metric.Float64Histogram
 	restoredN   metric.Int64Counter
+
+	// Measurement options per label combination (built once, not per wake).
+	eventOpts *telemetry.OptionCache[eventLabels]
+	appOpts   *telemetry.OptionCache[string]
+	wakeOpts  *telemetry.OptionCache[wakeLabels]
 
 	mu    sync.Mutex
 	parts map[int]*partitionStats
@@ -54,7 +60,15 @@ func (s *partitionStats) set(e *coalesce.Engine) {
 
 func newMetrics() (*metrics, error) {
 	meter := otel.Meter("github.com/wakepush/wakepush/services/coalescer")
-	m := &metrics{parts: map[int]*partitionStats{}}
+	m := &metrics{parts: map[int]*partitionStats{},
+		eventOpts: telemetry.NewOptionCache(func(l eventLabels) []attribute.KeyValue {
+			return []attribute.KeyValue{attribute.String("app", l.app), attribute.String("outcome", l.outcome.String())}
+		}),
+		appOpts: telemetry.NewOptionCache(func(app string) []attribute.KeyValue { return []attribute.KeyValue{attribute.String("app", app)} }),
+		wakeOpts: telemetry.NewOptionCache(func(l wakeLabels) []attribute.KeyValue {
+			return []attribute.KeyValue{attribute.String("app", l.app), attribute.String("reason", l.reason.String())}
+		}),
+	}
 	var errs []error
 	add := func(err error) {
 		if err != nil {
@@ -164,15 +178,15 @@ func (c *outcomeCounts) add(app string, o coalesce.Outcome) {
 
 func (c outcomeCounts) record(ctx context.Context, m *metrics) {
 	for _, x := range c {
-		m.events.Add(ctx, x.n, metric.WithAttributes(attribute.String("app", x.app), attribute.String("outcome", x.outcome.String())))
+		m.events.Add(ctx, x.n, m.eventOpts.Get(eventLabels{x.app, x.outcome}))
 		if x.outcome == coalesce.Duplicate {
-			m.duplicates.Add(ctx, x.n, metric.WithAttributes(attribute.String("app", x.app)))
+			m.duplicates.Add(ctx, x.n, m.appOpts.Get(x.app))
 		}
 	}
 }
 
 func (m *metrics) wake(ctx context.Context, w *coalesce.WakeDecision) {
-	attrs := metric.WithAttributes(attribute.String("app", w.App), attribute.String("reason", w.Reason.String()))
+	attrs := m.wakeOpts.Get(wakeLabels{w.App, w.Reason})
 	m.wakes.Add(ctx, 1, attrs)
 	m.wakeEvents.Record(ctx, int64(w.EventCount), attrs)
 }
@@ -184,4 +198,16 @@ func (m *metrics) deadLetter(ctx context.Context, kind string) {
 func (m *metrics) restored(ctx context.Context, wakes int, took time.Duration) {
 	m.restores.Record(ctx, took.Seconds())
 	m.restoredN.Add(ctx, int64(wakes))
+}
+
+// eventLabels are the labels of wakepush.coalescer.events.
+type eventLabels struct {
+	app     string
+	outcome coalesce.Outcome
+}
+
+// wakeLabels are the labels of wakepush.coalescer.wakes and the events-per-wake histogram.
+type wakeLabels struct {
+	app    string
+	reason coalesce.Reason
 }

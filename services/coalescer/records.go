@@ -134,24 +134,30 @@ func (c *coalescer) processSpan(w *coalesce.WakeDecision, partition int) (contex
 	// The SDK keeps at most linksPerSpan links on a span (OTEL_SPAN_LINK_COUNT_LIMIT): the rest
 	// go on "link events" children, linksPerSpan each, so every sampled covered event is linked.
 	first, rest := links[:min(len(links), linksPerSpan)], links[min(len(links), linksPerSpan):]
-	ctx, span := c.tracer.Start(parent, "process "+topics.Events,
+	// Attributes (and the link-event children) only on a recorded span: for an unsampled wake
+	// they cost more than the span, and the standard samplers decide on the parent and the
+	// trace id, not on attributes.
+	ctx, span := c.tracer.Start(parent, processSpanName,
 		trace.WithSpanKind(trace.SpanKindConsumer),
 		trace.WithLinks(first...),
-		trace.WithTimestamp(w.At),
-		trace.WithAttributes(
-			semconv.MessagingSystemKafka,
-			semconv.MessagingOperationTypeProcess,
-			semconv.MessagingOperationName("process"),
-			semconv.MessagingDestinationName(topics.Events),
-			semconv.MessagingDestinationPartitionID(strconv.Itoa(partition)),
-			semconv.MessagingConsumerGroupName(c.cfg.Group),
-			semconv.MessagingKafkaMessageKey(w.DeviceID),
-			semconv.MessagingBatchMessageCount(w.EventCount),
-			attribute.String("wakepush.wake.id", w.ID),
-			attribute.String("wakepush.wake.reason", w.Reason.String()),
-			attribute.String("wakepush.app", w.App),
-			attribute.Int("wakepush.wake.links", len(links)),
-		))
+		trace.WithTimestamp(w.At))
+	if !span.IsRecording() {
+		return ctx, span
+	}
+	span.SetAttributes(
+		semconv.MessagingSystemKafka,
+		semconv.MessagingOperationTypeProcess,
+		semconv.MessagingOperationName("process"),
+		semconv.MessagingDestinationName(topics.Events),
+		semconv.MessagingDestinationPartitionID(strconv.Itoa(partition)),
+		semconv.MessagingConsumerGroupName(c.cfg.Group),
+		semconv.MessagingKafkaMessageKey(w.DeviceID),
+		semconv.MessagingBatchMessageCount(w.EventCount),
+		attribute.String("wakepush.wake.id", w.ID),
+		attribute.String("wakepush.wake.reason", w.Reason.String()),
+		attribute.String("wakepush.app", w.App),
+		attribute.Int("wakepush.wake.links", len(links)),
+	)
 	for len(rest) > 0 {
 		n := min(len(rest), linksPerSpan)
 		_, child := c.tracer.Start(ctx, "link events", trace.WithLinks(rest[:n]...), trace.WithTimestamp(w.At))
@@ -160,6 +166,9 @@ func (c *coalescer) processSpan(w *coalesce.WakeDecision, partition int) (contex
 	}
 	return ctx, span
 }
+
+// processSpanName is the wake span's name (messaging conventions: operation and topic).
+const processSpanName = "process " + topics.Events
 
 // linksPerSpan is the OpenTelemetry SDK's default span link limit.
 const linksPerSpan = 128

@@ -568,7 +568,7 @@ func (e *Engine) drop(j *job, reason string) bool {
 }
 
 func (e *Engine) observe(j *job, res provider.Result) {
-	e.metrics.latency.Record(j.ctx, res.Latency.Seconds(), e.metrics.latencyOpts.get(latencyLabels{j.app.ID, j.app.Platform, res.Action.String()}))
+	e.metrics.latency.Record(j.ctx, res.Latency.Seconds(), e.metrics.latencyOpts.Get(latencyLabels{j.app.ID, j.app.Platform, res.Action.String()}))
 	if j.span.IsRecording() {
 		j.span.AddEvent("provider answer", trace.WithAttributes(
 			attribute.Int("status", res.StatusCode), attribute.String("reason", res.Reason), attribute.String("action", res.Action.String())))
@@ -625,7 +625,7 @@ func (e *Engine) record(j *job, recs ...kafkax.Record) bool {
 			for _, r := range recs {
 				if d, ok := r.Msg.(*wakepushv1.Delivery); ok {
 					outcome := outcomeName(d.GetOutcome())
-					e.metrics.deliveries.Add(j.ctx, 1, e.metrics.deliveryOpts.get(deliveryLabels{d.GetApp(), platformName(d.GetPlatform()), outcome, d.GetReason()}))
+					e.metrics.deliveries.Add(j.ctx, 1, e.metrics.deliveryOpts.Get(deliveryLabels{d.GetApp(), platformName(d.GetPlatform()), outcome, d.GetReason()}))
 					j.span.SetAttributes(attribute.String("wakepush.outcome", outcome))
 				}
 			}

@@ -7,7 +7,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 
 	"github.com/segmentio/kafka-go"
 	"go.opentelemetry.io/otel"
@@ -15,6 +14,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 
 	"github.com/wakepush/wakepush/schemas/topics"
+	"github.com/wakepush/wakepush/services/internal/telemetry"
 )
 
 // metrics are the sender's OpenTelemetry instruments (on /metrics with dots as underscores,
@@ -31,8 +31,8 @@ type metrics struct {
 	commitErrors metric.Int64Counter
 	wakeAge      metric.Float64Histogram
 
-	deliveryOpts *optionCache[deliveryLabels]
-	latencyOpts  *optionCache[latencyLabels]
+	deliveryOpts *telemetry.OptionCache[deliveryLabels]
+	latencyOpts  *telemetry.OptionCache[latencyLabels]
 
 	// lag is, per push.wakes partition, how many records were behind the high watermark at the
 	// last fetch (wakepush.sender.consumer.lag).
@@ -43,11 +43,11 @@ type metrics struct {
 func newMetrics(e *Engine) (*metrics, error) {
 	meter := otel.Meter("github.com/wakepush/wakepush/services/sender")
 	m := metrics{lag: map[int]int64{},
-		deliveryOpts: newOptionCache(func(l deliveryLabels) []attribute.KeyValue {
+		deliveryOpts: telemetry.NewOptionCache(func(l deliveryLabels) []attribute.KeyValue {
 			return []attribute.KeyValue{attribute.String("app", l.app), attribute.String("platform", l.platform),
 				attribute.String("outcome", l.outcome), attribute.String("reason", l.reason)}
 		}),
-		latencyOpts: newOptionCache(func(l latencyLabels) []attribute.KeyValue {
+		latencyOpts: telemetry.NewOptionCache(func(l latencyLabels) []attribute.KeyValue {
 			return []attribute.KeyValue{attribute.String("app", l.app), attribute.String("platform", l.platform), attribute.String("action", l.action)}
 		}),
 	}
@@ -124,37 +124,6 @@ func (m *metrics) fetched(msg *kafka.Message) {
 	m.lagMu.Lock()
 	m.lag[msg.Partition] = max(msg.HighWaterMark-msg.Offset-1, 0)
 	m.lagMu.Unlock()
-}
-
-// maxCachedSets bounds an optionCache: label values come from the apps file and the providers'
-// (finite) reasons, but a provider answering arbitrary reasons must not grow memory for ever;
-// past the bound, options are built per measurement as before.
-const maxCachedSets = 4096
-
-// optionCache keeps the measurement option of each attribute combination: building an
-// attribute.Set per measurement (allocating, sorting, hashing) was ~15 % of the engine's CPU
-// per wake (BenchmarkEngine).
-type optionCache[K comparable] struct {
-	build func(K) []attribute.KeyValue
-	m     sync.Map // K → metric.MeasurementOption
-	n     atomic.Int64
-}
-
-func newOptionCache[K comparable](build func(K) []attribute.KeyValue) *optionCache[K] {
-	return &optionCache[K]{build: build}
-}
-
-func (c *optionCache[K]) get(k K) metric.MeasurementOption {
-	if o, ok := c.m.Load(k); ok {
-		return o.(metric.MeasurementOption)
-	}
-	o := metric.WithAttributeSet(attribute.NewSet(c.build(k)...))
-	if c.n.Load() < maxCachedSets {
-		if _, loaded := c.m.LoadOrStore(k, o); !loaded {
-			c.n.Add(1)
-		}
-	}
-	return o
 }
 
 // deliveryLabels are the labels of wakepush.sender.deliveries.
