@@ -1,11 +1,11 @@
-// Package tail reads every partition of a topic outside any consumer group (a reader per
-// partition), hands each record to a handler and tracks how far each partition has been read,
+// Package tail reads every partition of a topic, or a chosen few, outside any consumer group (a
+// reader per partition), hands each record to a handler and tracks how far each partition has been read,
 // so a caller can wait until everything written before "now" has been seen (WaitCaughtUp, or
 // CaughtUp for the records written before Run started). Partitions added to the topic later are
 // found (every PartitionRefresh) and read from their first offset; a partition whose reader
 // fails is re-read from its next offset after a backoff, until ctx ends.
-// The sender uses it for the compacted registrations topic (from the first offset) and for
-// recent deliveries (from a point in time); ingest's devices set for the registrations topic.
+// The sender uses it for the compacted registrations topic (from the first offset, the partitions
+// its instance owns) and for recent deliveries (from a point in time); ingest's devices set for the registrations topic.
 package tail
 
 import (
@@ -35,6 +35,9 @@ type Options struct {
 	// PartitionRefresh is how often Run looks for partitions added to the topic;
 	// 0 means DefaultPartitionRefresh.
 	PartitionRefresh time.Duration
+	// Partitions, when set, are the only partitions read (no others are looked for): the
+	// sender's registration table follows only the partitions its instance owns.
+	Partitions []int
 }
 
 // DefaultPartitionRefresh is the default Options.PartitionRefresh.
@@ -117,6 +120,10 @@ func (t *Tail) Run(ctx context.Context) error {
 		wg.Go(func() { t.read(ctx, p) })
 	}
 	wg.Go(func() { t.signalCaughtUp(ctx) })
+	if len(t.opts.Partitions) > 0 {
+		<-ctx.Done()
+		return nil
+	}
 	t.watchPartitions(ctx, &wg)
 	return nil
 }
@@ -283,6 +290,14 @@ func (t *Tail) tryStartOffsets(ctx context.Context) (map[int]int64, error) {
 	parts, err := t.partitions(ctx)
 	if err != nil {
 		return nil, err
+	}
+	if len(t.opts.Partitions) > 0 {
+		for _, p := range t.opts.Partitions {
+			if !slices.Contains(parts, p) {
+				return nil, fmt.Errorf("topic %s has no partition %d", t.opts.Topic, p)
+			}
+		}
+		parts = t.opts.Partitions
 	}
 	starts := make(map[int]int64, len(parts))
 	for _, p := range parts {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -279,5 +281,69 @@ func TestReadErrorRecovery(t *testing.T) {
 	}
 	if n := readers.Load(); n < 4 {
 		t.Fatalf("%d readers, want at least 4", n)
+	}
+}
+
+// A tail of chosen partitions reads only those, and is caught up by them alone.
+func TestPartitions(t *testing.T) {
+	cfg, p := setup(t)
+	produce(t, p, 0, 60)
+	tests := []struct {
+		name  string
+		parts []int
+	}{
+		{"one", []int{1}},
+		{"two", []int{0, 2}},
+		{"all", []int{0, 1, 2}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var mu sync.Mutex
+			seen := map[int]int{}
+			tl, err := New(cfg, Options{Topic: topics.Deliveries, Partitions: tt.parts, Handle: func(m *kafka.Message) {
+				mu.Lock()
+				seen[m.Partition]++
+				mu.Unlock()
+			}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() { defer close(done); tl.Run(ctx) }()
+			defer func() { cancel(); <-done }()
+			wctx, wcancel := context.WithTimeout(ctx, 20*time.Second)
+			defer wcancel()
+			if err := tl.WaitCaughtUp(wctx); err != nil {
+				t.Fatal(err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			total := 0
+			for part, n := range seen {
+				if !slices.Contains(tt.parts, part) {
+					t.Errorf("read %d records of partition %d, not asked for", n, part)
+				}
+				total += n
+			}
+			if len(tt.parts) == 3 && total != 60 {
+				t.Errorf("read %d records of all partitions, want 60", total)
+			}
+			for _, part := range tt.parts {
+				if seen[part] == 0 {
+					t.Errorf("partition %d: nothing read", part)
+				}
+			}
+		})
+	}
+	// A partition the topic does not have is an error, not a silent empty read.
+	tl, err := New(cfg, Options{Topic: topics.Deliveries, Partitions: []int{7}, Handle: func(*kafka.Message) {}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := tl.Run(ctx); err == nil || !strings.Contains(err.Error(), "no partition 7") {
+		t.Fatalf("Run with a missing partition: %v", err)
 	}
 }
