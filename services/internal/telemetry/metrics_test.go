@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -132,6 +133,7 @@ func TestMetricsClassicText(t *testing.T) {
 	}
 	go srv.Serve(slog.New(slog.DiscardHandler))
 	defer srv.Shutdown(context.Background())
+	runtime.GC() // go_gc_heap_live_bytes is 0 until a GC has run
 	resp, err := http.Get("http://" + srv.Addr() + "/metrics")
 	if err != nil {
 		t.Fatal(err)
@@ -147,6 +149,12 @@ func TestMetricsClassicText(t *testing.T) {
 	}
 	if _, ok := fams[exemplarHistogram]; !ok {
 		t.Fatalf("no %s family in %d families", exemplarHistogram, len(fams))
+	}
+	// The live heap after the last GC (what an instance's state takes), next to the memstats.
+	for _, name := range []string{"go_gc_heap_live_bytes", "go_memstats_heap_inuse_bytes", "process_resident_memory_bytes"} {
+		if f, ok := fams[name]; !ok || len(f.GetMetric()) != 1 || f.GetMetric()[0].GetGauge().GetValue() <= 0 {
+			t.Errorf("%s: %v, want one positive gauge", name, f)
+		}
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"math"
 	"net/http"
 	"os"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -95,7 +96,10 @@ func Setup(ctx context.Context, service, version string) (*Providers, error) {
 	tp := sdktrace.NewTracerProvider(topts...)
 
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// go_gc_heap_live_bytes (the heap the last GC found live) besides the classic memstats: what
+	// an instance's state really takes, without the garbage heap_inuse also counts.
+	reg.MustRegister(collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(collectors.GoRuntimeMetricsRule{Matcher: liveHeap})),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	promExp, err := otelprom.New(otelprom.WithRegisterer(reg))
 	if err != nil {
 		return nil, fmt.Errorf("prometheus exporter: %w", err)
@@ -124,3 +128,6 @@ func Setup(ctx context.Context, service, version string) (*Providers, error) {
 func (p *Providers) Shutdown(ctx context.Context) error {
 	return errors.Join(p.Tracer.Shutdown(ctx), p.Meter.Shutdown(ctx))
 }
+
+// liveHeap selects runtime/metrics' /gc/heap/live:bytes for the Go collector.
+var liveHeap = regexp.MustCompile(`^/gc/heap/live:bytes$`)
