@@ -4,17 +4,18 @@
 //
 // Every sender instance holds the whole table, not only its partitions' devices: kafka-go's
 // group Reader does not say which partitions an instance owns, and a rebalance must not leave
-// an instance without the registrations of partitions it just received. An entry costs ~270
-// bytes with a 64-hex token (measured), so a million devices take ~270 MB per instance.
+// an instance without the registrations of partitions it just received. A device costs ~125
+// bytes with one registration and a 64-hex token, ~215 with two (measured with a million
+// devices, BenchmarkStoreMemory; the map[string]Device it replaced took ~445 and ~490), so a
+// million devices take ~125 MB per instance, in memory the garbage collector does not scan
+// (see store).
 package registry
 
 import (
 	"context"
 	"encoding/hex"
 	"log/slog"
-	"sync"
 	"time"
-	"unique"
 
 	"github.com/segmentio/kafka-go"
 
@@ -39,8 +40,8 @@ type Device struct {
 	// RegisteredAt and UpdatedAt are the latest of the registrations'.
 	RegisteredAt time.Time
 	UpdatedAt    time.Time
-	// Registrations is never changed in place (Apply builds a new slice), so a copy of a Device
-	// can be read without the table's lock.
+	// Registrations is the caller's own: the table builds a Device for each Get (it keeps
+	// devices in a layout of its own, see store).
 	Registrations []Registration
 }
 
@@ -114,14 +115,12 @@ type Table struct {
 	log  *slog.Logger
 	tail *tail.Tail
 
-	mu      sync.RWMutex
-	devices map[string]Device
-	peak    int // most devices since the map was last rebuilt
+	devices *store
 }
 
 // New returns a table following cfg's registrations topic; Run fills it.
 func New(cfg *kafkax.Config, log *slog.Logger) (*Table, error) {
-	t := &Table{log: log, devices: map[string]Device{}}
+	t := &Table{log: log, devices: newStore()}
 	tl, err := tail.New(cfg, tail.Options{Topic: topics.Registrations, Handle: t.handle, Log: log})
 	if err != nil {
 		return nil, err
@@ -157,98 +156,14 @@ func (t *Table) handle(msg *kafka.Message) {
 }
 
 // forget removes a registration after its tombstone, and the device with its last one.
-func (t *Table) forget(deviceID, registrationID string) {
-	id, hasID, ok := parseRegistrationID(registrationID)
-	if !ok {
-		return
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	d, found := t.devices[deviceID]
-	if !found {
-		return
-	}
-	regs := make([]Registration, 0, len(d.Registrations))
-	for _, r := range d.Registrations {
-		if r.id != id || r.hasID != hasID {
-			regs = append(regs, r)
-		}
-	}
-	if len(regs) == 0 {
-		delete(t.devices, deviceID)
-		t.shrinkLocked()
-		return
-	}
-	d.Registrations = regs
-	t.devices[deviceID] = summarize(d)
-}
+func (t *Table) forget(deviceID, registrationID string) { t.devices.forget(deviceID, registrationID) }
 
 // Apply sets a registration's state (what the topic will say once the record is read back;
 // the sender applies its own unregistrations right away so in-flight wakes see them).
 func (t *Table) Apply(reg *wakepushv1.Registration) {
-	id, hasID, ok := parseRegistrationID(reg.GetRegistrationId())
-	if !ok {
+	if !t.devices.apply(reg) {
 		t.log.Warn("registration table: skipping a record with a malformed registration id", "device_id", reg.GetDeviceId())
-		return
 	}
-	r := Registration{
-		id: id, hasID: hasID,
-		Environment:  reg.GetEnvironment(),
-		State:        reg.GetState(),
-		registeredAt: reg.GetRegisteredAt().AsTime().UnixNano(),
-		updatedAt:    reg.GetCreatedAt().AsTime().UnixNano(),
-	}
-	if reg.GetRegisteredAt() == nil {
-		r.registeredAt = r.updatedAt
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	d := t.devices[reg.GetDeviceId()]
-	if d.App == "" || reg.GetApp() != "" {
-		d.App = unique.Make(reg.GetApp()).Value() // a few apps, millions of devices
-		d.Platform = reg.GetPlatform()
-	}
-	if reg.GetToken() != "" {
-		d.Token = reg.GetToken() // unregistrations from ingest carry no token
-	}
-	regs := make([]Registration, 0, len(d.Registrations)+1)
-	replaced := false
-	for _, old := range d.Registrations {
-		if old.id == id && old.hasID == hasID {
-			if reg.GetState() == wakepushv1.RegistrationState_REGISTRATION_STATE_UNREGISTERED {
-				// An unregistration record may lack the environment and registration time.
-				if reg.GetEnvironment() == wakepushv1.Environment_ENVIRONMENT_UNSPECIFIED {
-					r.Environment = old.Environment
-				}
-				if reg.GetRegisteredAt() == nil {
-					r.registeredAt = old.registeredAt
-				}
-			}
-			regs, replaced = append(regs, r), true
-			continue
-		}
-		regs = append(regs, old)
-	}
-	if !replaced {
-		regs = append(regs, r)
-	}
-	d.Registrations = regs
-	t.devices[reg.GetDeviceId()] = summarize(d)
-	t.peak = max(t.peak, len(t.devices))
-}
-
-// shrinkLocked rebuilds the map once it holds less than half of its peak: a Go map never gives
-// back the memory of deleted entries, and tombstones of expired unregistrations may remove a
-// large part of the table. Amortized, each deletion copies at most one entry.
-func (t *Table) shrinkLocked() {
-	if t.peak < 1024 || len(t.devices) > t.peak/2 {
-		return
-	}
-	m := make(map[string]Device, len(t.devices))
-	for k, v := range t.devices {
-		m[k] = v
-	}
-	t.devices, t.peak = m, len(m)
 }
 
 // summarize derives the device's State, Environment and times from its registrations. An
@@ -284,20 +199,11 @@ func summarize(d Device) Device {
 	return d
 }
 
-// Get returns a device's latest registration.
-func (t *Table) Get(deviceID string) (Device, bool) {
-	t.mu.RLock()
-	d, ok := t.devices[deviceID]
-	t.mu.RUnlock()
-	return d, ok
-}
+// Get returns a device's latest registration (built for the call: the caller's own).
+func (t *Table) Get(deviceID string) (Device, bool) { return t.devices.get(deviceID) }
 
 // Len is the number of devices known (active or not).
-func (t *Table) Len() int {
-	t.mu.RLock()
-	defer t.mu.RUnlock()
-	return len(t.devices)
-}
+func (t *Table) Len() int { return t.devices.len() }
 
 // Unregistrations are the records that end a device's registrations after a provider's "this
 // token is dead" answer for a push to environment env: every ACTIVE registration in that

@@ -29,7 +29,7 @@ func message(t *testing.T, key string, reg *wakepushv1.Registration) *kafka.Mess
 }
 
 func TestHandleKeepsLatestAndForgetsTombstones(t *testing.T) {
-	tb := &Table{log: slog.New(slog.DiscardHandler), devices: map[string]Device{}}
+	tb := &Table{log: slog.New(slog.DiscardHandler), devices: newStore()}
 	t0 := time.Unix(1_800_000_000, 0)
 	reg := &wakepushv1.Registration{DeviceId: "d1", App: "im.x", Token: "aa", State: wakepushv1.RegistrationState_REGISTRATION_STATE_ACTIVE,
 		CreatedAt: records.Timestamp(t0), RegisteredAt: records.Timestamp(t0)}
@@ -69,7 +69,7 @@ func regID(n byte) string { return strings.Repeat("0", 31) + string("0123456789a
 // a tombstone removes one registration, the last one the device; an unregistration from
 // ingest (no token) keeps the token.
 func TestRegistrations(t *testing.T) {
-	tb := &Table{log: slog.New(slog.DiscardHandler), devices: map[string]Device{}}
+	tb := &Table{log: slog.New(slog.DiscardHandler), devices: newStore()}
 	t0 := time.Unix(1_800_000_000, 0)
 	put := func(regID string, state wakepushv1.RegistrationState, env wakepushv1.Environment, token string, at time.Time) {
 		t.Helper()
@@ -116,7 +116,7 @@ func TestRegistrations(t *testing.T) {
 
 func TestUnregistrations(t *testing.T) {
 	t0 := time.Unix(1_800_000_000, 0)
-	tb := &Table{log: slog.New(slog.DiscardHandler), devices: map[string]Device{}}
+	tb := &Table{log: slog.New(slog.DiscardHandler), devices: newStore()}
 	for i, r := range []struct {
 		id    string
 		env   wakepushv1.Environment
