@@ -5,8 +5,6 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/segmentio/kafka-go"
-
 	wakepushv1 "github.com/wakepush/wakepush/schemas/gen/wakepushv1"
 	"github.com/wakepush/wakepush/services/internal/apps"
 	"github.com/wakepush/wakepush/services/internal/config"
@@ -33,6 +31,8 @@ type settings struct {
 	RetryMax       time.Duration
 	ConfigPause    time.Duration
 	CatchUpTimeout time.Duration
+	SessionTimeout time.Duration
+	RegistryRetain time.Duration
 	DedupWindow    time.Duration
 	DedupSize      int
 	APNs           apns.Options
@@ -56,6 +56,10 @@ func loadSettings(args []string) (*settings, error) {
 		"how long an app/environment is paused after a configuration error before one wake probes it again")
 	s.Duration(&c.CatchUpTimeout, "sender-catchup-timeout", "WAKEPUSH_SENDER_CATCHUP_TIMEOUT", 5*time.Second,
 		"bound of one wait for the registration table to catch up (for a wake naming an unknown device; retried)")
+	s.Duration(&c.SessionTimeout, "sender-session-timeout", "WAKEPUSH_SENDER_SESSION_TIMEOUT", 30*time.Second,
+		"consumer group session timeout: how long a dead instance keeps its partitions")
+	s.Duration(&c.RegistryRetain, "sender-registry-retain", "WAKEPUSH_SENDER_REGISTRY_RETAIN", registry.DefaultRetain,
+		"how long the registrations of a partition taken away by a rebalance are kept in case it comes back (0: dropped at once)")
 	s.Duration(&c.DedupWindow, "sender-dedup-window", "WAKEPUSH_SENDER_DEDUP_WINDOW", 15*time.Minute,
 		"at start, push.deliveries written this long ago are read to learn which wakes were delivered")
 	s.Int(&c.DedupSize, "sender-dedup-size", "WAKEPUSH_SENDER_DEDUP_SIZE", 500_000, "delivered wake ids remembered (oldest forgotten first)")
@@ -91,6 +95,8 @@ func loadSettings(args []string) (*settings, error) {
 	chk.Require(c.RetryMax >= c.RetryMin, "WAKEPUSH_SENDER_RETRY_MAX must be >= WAKEPUSH_SENDER_RETRY_MIN")
 	chk.Require(c.ConfigPause > 0, "WAKEPUSH_SENDER_CONFIG_PAUSE must be > 0")
 	chk.Require(c.CatchUpTimeout > 0, "WAKEPUSH_SENDER_CATCHUP_TIMEOUT must be > 0")
+	chk.Require(c.SessionTimeout >= 2*time.Second, "WAKEPUSH_SENDER_SESSION_TIMEOUT must be >= 2s")
+	chk.Require(c.RegistryRetain >= 0, "WAKEPUSH_SENDER_REGISTRY_RETAIN must not be negative")
 	chk.Require(c.DedupWindow > 0, "WAKEPUSH_SENDER_DEDUP_WINDOW must be > 0")
 	chk.Require(c.DedupSize >= 1, "WAKEPUSH_SENDER_DEDUP_SIZE must be >= 1")
 	chk.Require(c.APNs.Timeout > 0, "WAKEPUSH_SENDER_APNS_TIMEOUT must be > 0")
@@ -149,23 +155,14 @@ func (c *settings) engine(log *slog.Logger, table *registry.Table, prod engine.P
 	}, engine.Deps{Log: log, Apps: c.Apps, Registry: table, Producer: prod, Dedup: delivered, Providers: providers})
 }
 
-// readyOnJoin marks the service ready once the wakes reader joined its group (kafka-go's Reader
-// has no callback; its rebalance counter moves on each join).
-func readyOnJoin(ctx context.Context, r *kafka.Reader, base *service.Base) {
-	t := time.NewTicker(50 * time.Millisecond)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		if r.Stats().Rebalances > 0 {
-			if ctx.Err() == nil {
-				base.Admin.SetReady(true, "")
-				base.Log.Info("joined the consumer group: ready")
-			}
-			return
-		}
+// readyWhenLoaded marks the service ready once the first assignment's registrations are loaded.
+func readyWhenLoaded(ctx context.Context, table *registry.Table, partitions []int, base *service.Base) {
+	base.Admin.SetReady(false, "loading the registrations of the assigned partitions")
+	if err := table.WaitLoaded(ctx, partitions); err != nil {
+		return // ctx ended
+	}
+	if ctx.Err() == nil {
+		base.Admin.SetReady(true, "")
+		base.Log.Info("joined the consumer group, registrations loaded: ready", "partitions", len(partitions), "devices", table.Len())
 	}
 }

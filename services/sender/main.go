@@ -58,12 +58,10 @@ func serve(ctx context.Context, cfg *settings, base *service.Base) error {
 	}
 	defer closeProviders()
 
-	// 4. State from Kafka: every registration, and the wakes delivered recently (dedup). Both
+	// 4. State from Kafka: the wakes delivered recently (dedup, every partition) and, per owned
+	// partition, its registrations (loaded when the group assigns the partition, step 5). Both
 	// keep following their topics until the wakes are drained.
-	table, err := registry.New(&cfg.Kafka, base.Log)
-	if err != nil {
-		return err
-	}
+	table := registry.New(&cfg.Kafka, base.Log, registry.Options{Retain: cfg.RegistryRetain})
 	delivered := dedup.New(cfg.DedupSize)
 	recent, err := dedup.Follow(&cfg.Kafka, delivered, cfg.DedupWindow, base.Log)
 	if err != nil {
@@ -79,26 +77,33 @@ func serve(ctx context.Context, cfg *settings, base *service.Base) error {
 			}
 		})
 	}
-	base.Admin.SetReady(false, "reading push.registrations and recent push.deliveries")
-	if err := table.WaitCaughtUp(ctx); err != nil {
-		return base.StartErr(ctx, err)
-	}
+	base.Admin.SetReady(false, "reading recent push.deliveries")
 	if err := recent.WaitCaughtUp(ctx); err != nil {
 		return base.StartErr(ctx, err)
 	}
-	base.Log.Info("state loaded", "devices", table.Len(), "recently_delivered_wakes", delivered.Len(), "dedup_window", cfg.DedupWindow)
+	base.Log.Info("recent deliveries loaded", "recently_delivered_wakes", delivered.Len(), "dedup_window", cfg.DedupWindow)
 
-	// 5. The delivery engine on the wakes consumer group; ready once the group is joined.
+	// 5. The delivery engine on the wakes consumer group. Each generation's partitions are
+	// loaded into the table as they are assigned (a wake of a partition still loading waits for
+	// that partition alone); ready once the first assignment is loaded.
 	eng, err := cfg.engine(base.Log, table, producer, delivered, providers)
 	if err != nil {
 		return err
 	}
-	reader, err := kafkax.NewReader(&cfg.Kafka, cfg.Group, topics.Wakes)
+	base.Admin.SetReady(false, "joining the consumer group")
+	var readyOnce sync.Once
+	reader, err := kafkax.NewGroupReader(&cfg.Kafka, kafkax.GroupReaderOptions{
+		Group: cfg.Group, Topic: topics.Wakes, SessionTimeout: cfg.SessionTimeout, Log: base.Log,
+		OnAssign: func(_ int32, partitions []int) {
+			table.Assign(partitions)
+			readyOnce.Do(func() { go readyWhenLoaded(ctx, table, partitions, base) })
+		},
+		OnRevoke: func(_ int32, partitions []int) { table.Revoke(partitions) },
+	})
 	if err != nil {
 		return err
 	}
 	defer base.CloseReader(reader)
-	go readyOnJoin(ctx, reader, base)
 
 	// 6. Until SIGTERM: then not ready, stop fetching, finish in-flight pushes within the drain
 	// timeout, commit what is recorded; the deferred calls close the reader, followers and clients.

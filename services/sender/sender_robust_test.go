@@ -54,13 +54,18 @@ func TestStallsTimeOutAndRetryWithoutLeak(t *testing.T) {
 	})
 	timeouts := 0
 	for i := range n {
+		timedOut := 0
 		for _, d := range f.deliveriesOf(fmt.Sprintf("stall-%d", i)) {
 			if d.GetOutcome() == wakepushv1.DeliveryOutcome_DELIVERY_OUTCOME_RETRY && d.GetReason() == "timeout" {
-				timeouts++
+				timedOut++
 			}
 		}
-		if got := len(f.mock.PushesFor(token(100 + i))); got != 1 {
-			t.Errorf("device %d: %d pushes accepted, want 1", i, got)
+		timeouts += timedOut
+		// Once per wake, except that a push the mock accepted but whose answer came after the
+		// 300 ms deadline (a loaded machine) timed out and was sent again, as it would be to
+		// APNs: each extra accepted push must be such a timed-out attempt.
+		if got := len(f.mock.PushesFor(token(100 + i))); got < 1 || got > 1+timedOut {
+			t.Errorf("device %d: %d pushes accepted after %d timed-out attempts, want 1 (+ at most one per timeout)", i, got, timedOut)
 		}
 	}
 	if timeouts == 0 {

@@ -432,18 +432,23 @@ func TestDeliversWake(t *testing.T) {
 	if !wakeTrace.IsValid() || delTrace != wakeTrace {
 		t.Errorf("delivery trace %s, want the wake's %s", delTrace, wakeTrace)
 	}
+	// The process span ends when the wake's handling returns, just after its Delivery record
+	// is acknowledged (which the test may see first).
 	var process, client sdktrace.ReadOnlySpan
-	for _, s := range spans.Ended() {
-		if s.SpanContext().TraceID() != wakeTrace {
-			continue
+	f.eventually("the wake's process and client spans ended", 10*time.Second, func() bool {
+		for _, s := range spans.Ended() {
+			if s.SpanContext().TraceID() != wakeTrace {
+				continue
+			}
+			switch {
+			case s.Name() == "process push.wakes" && s.SpanKind() == trace.SpanKindConsumer:
+				process = s
+			case s.Name() == "apns push" && s.SpanKind() == trace.SpanKindClient:
+				client = s
+			}
 		}
-		switch {
-		case s.Name() == "process push.wakes" && s.SpanKind() == trace.SpanKindConsumer:
-			process = s
-		case s.Name() == "apns push" && s.SpanKind() == trace.SpanKindClient:
-			client = s
-		}
-	}
+		return process != nil && client != nil
+	})
 	if process == nil || client == nil {
 		t.Fatalf("want a process and a client span in the wake's trace, got process=%v client=%v", process != nil, client != nil)
 	}
@@ -767,4 +772,52 @@ func TestDrainFinishesInFlightPushes(t *testing.T) {
 	if got := f.committed(); got != 4 {
 		t.Errorf("committed %d wakes after the drain, want 4", got)
 	}
+}
+
+// Two instances split the partitions, and each loads only its partitions' registrations; when
+// one stops, the other is assigned its partition, loads that partition's registrations and
+// delivers its wakes. Every wake is pushed once.
+func TestInstancesSplitPartitions(t *testing.T) {
+	f := newFixture(t)
+	const n = 16
+	devs := make([]string, n)
+	for i := range n {
+		devs[i] = f.register(token(300+i), time.Now().Add(-time.Hour))
+	}
+	stopA := f.start()
+	f.start()
+	for i, d := range devs {
+		f.wake(d, fmt.Sprintf("split-%d", i))
+	}
+	f.eventually("every wake accepted by the two instances", 30*time.Second, func() bool {
+		for i := range n {
+			if !f.has(fmt.Sprintf("split-%d", i), wakepushv1.DeliveryOutcome_DELIVERY_OUTCOME_ACCEPTED) {
+				return false
+			}
+		}
+		return true
+	})
+	stopA()
+	for i, d := range devs {
+		f.wake(d, fmt.Sprintf("after-%d", i))
+	}
+	f.eventually("every wake accepted by the remaining instance", 60*time.Second, func() bool {
+		for i := range n {
+			if !f.has(fmt.Sprintf("after-%d", i), wakepushv1.DeliveryOutcome_DELIVERY_OUTCOME_ACCEPTED) {
+				return false
+			}
+		}
+		return true
+	})
+	for i := range n {
+		if got := len(f.mock.PushesFor(token(300 + i))); got != 2 {
+			t.Errorf("device %d: %d pushes, want 2 (one per wake)", i, got)
+		}
+		for _, w := range []string{"split-%d", "after-%d"} {
+			if o := f.outcomes(fmt.Sprintf(w, i)); len(o) != 1 {
+				t.Errorf("wake %s: outcomes %v, want one ACCEPTED", fmt.Sprintf(w, i), o)
+			}
+		}
+	}
+	f.eventually("all wakes committed", 20*time.Second, func() bool { return f.committed() == 2*n })
 }

@@ -103,13 +103,10 @@ func BenchmarkEngine(b *testing.B) {
 		b.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	tb, err := registry.New(&kafkax.Config{Brokers: []string{"127.0.0.1:1"}}, log)
-	if err != nil {
-		b.Fatal(err)
-	}
+	tb := registry.NewLocal(log)
 	const devices = 10000
 	for i := range devices {
-		tb.Apply(&wakepushv1.Registration{DeviceId: fmt.Sprintf("dev%06d", i), RegistrationId: fmt.Sprintf("%032x", i+1), App: "im.x",
+		tb.Apply(i%4, &wakepushv1.Registration{DeviceId: fmt.Sprintf("dev%06d", i), RegistrationId: fmt.Sprintf("%032x", i+1), App: "im.x",
 			Platform: wakepushv1.Platform_PLATFORM_APNS, Environment: wakepushv1.Environment_ENVIRONMENT_PRODUCTION,
 			Token: fmt.Sprintf("%064x", i), State: wakepushv1.RegistrationState_REGISTRATION_STATE_ACTIVE,
 			CreatedAt: records.Timestamp(time.Now().Add(-time.Hour))})

@@ -71,11 +71,13 @@ type Config struct {
 	CommitInterval time.Duration
 }
 
-// Registry is the registration table (package registry).
+// Registry is the registration table (package registry). Every call names the partition of the
+// wake it is for: a device's registrations live in the same partition of push.registrations as
+// its wakes in push.wakes, and the table holds only the partitions this instance owns.
 type Registry interface {
-	Get(deviceID string) (registry.Device, bool)
-	Apply(reg *wakepushv1.Registration)
-	WaitCaughtUp(ctx context.Context) error
+	Get(partition int, deviceID string) (registry.Device, bool)
+	Apply(partition int, reg *wakepushv1.Registration)
+	WaitCaughtUp(ctx context.Context, partition int) error
 	Len() int
 }
 
@@ -358,14 +360,14 @@ func (e *Engine) handle(stop, work context.Context, msg *kafka.Message) bool {
 // (empty when it can), and false when the run ended while waiting.
 func (e *Engine) resolve(j *job) (dropReason string, ok bool) {
 	id := j.wake.GetDeviceId()
-	dev, known := e.reg.Get(id)
+	dev, known := e.reg.Get(j.msg.Partition, id)
 	if !known {
 		// Registrations are written before the events they enable: once the table has read
 		// everything written until now, a device it does not know is unknown.
 		if !e.catchUp(j, j.stop) {
 			return "", false
 		}
-		dev, known = e.reg.Get(id)
+		dev, known = e.reg.Get(j.msg.Partition, id)
 	}
 	switch {
 	case !known:
@@ -392,7 +394,7 @@ func (e *Engine) resolve(j *job) (dropReason string, ok bool) {
 func (e *Engine) catchUp(j *job, within context.Context) bool {
 	for {
 		ctx, cancel := context.WithTimeout(within, e.cfg.CatchUpTimeout)
-		err := e.reg.WaitCaughtUp(ctx)
+		err := e.reg.WaitCaughtUp(ctx, j.msg.Partition)
 		cancel()
 		if err == nil {
 			return true
@@ -439,7 +441,7 @@ func (e *Engine) deliver(j *job) bool {
 			// The device may still be active in the other environment (a registration of the
 			// token as sandbox and another as production: only the one the provider refused
 			// ends). Then this wake goes there, once.
-			dev, ok := e.reg.Get(j.target.DeviceID)
+			dev, ok := e.reg.Get(j.msg.Partition, j.target.DeviceID)
 			if switchedEnvironment || !ok || !dev.Active() || dev.Token != j.target.Token || sameEnvironment(dev.Environment, j.target.Environment) {
 				return true
 			}
@@ -531,7 +533,7 @@ func (e *Engine) unregister(j *job, attempt uint32, res provider.Result) bool {
 		return false
 	}
 	reason := j.app.Platform + ":" + res.Reason
-	dev, ok := e.reg.Get(j.target.DeviceID)
+	dev, ok := e.reg.Get(j.msg.Partition, j.target.DeviceID)
 	var regs []*wakepushv1.Registration
 	if ok && dev.Active() && dev.Token == j.target.Token {
 		regs = registry.Unregistrations(j.target.DeviceID, dev, j.target.Environment, reason, res.InvalidAt, e.now())
@@ -549,7 +551,7 @@ func (e *Engine) unregister(j *job, attempt uint32, res provider.Result) bool {
 		return false
 	}
 	for _, r := range regs {
-		e.reg.Apply(r)
+		e.reg.Apply(j.msg.Partition, r)
 	}
 	e.metrics.unregistered.Add(j.ctx, 1, metric.WithAttributes(attribute.String("app", j.app.ID), attribute.String("reason", reason)))
 	e.log.InfoContext(j.ctx, "device unregistered: token declared dead", "app", j.app.ID, "reason", reason, "registrations", len(regs))

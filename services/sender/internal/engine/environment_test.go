@@ -26,7 +26,7 @@ import (
 // the test, so it is always caught up.
 type caughtUpTable struct{ *registry.Table }
 
-func (caughtUpTable) WaitCaughtUp(context.Context) error { return nil }
+func (caughtUpTable) WaitCaughtUp(context.Context, int) error { return nil }
 
 // envProvider says the token is dead in one environment and accepts it in the other.
 type envProvider struct {
@@ -116,13 +116,10 @@ func TestDeadInOneEnvironmentOnly(t *testing.T) {
 				t.Fatal(err)
 			}
 			log := slog.New(slog.NewTextHandler(io.Discard, nil))
-			tb, err := registry.New(&kafkax.Config{Brokers: []string{"127.0.0.1:1"}}, log)
-			if err != nil {
-				t.Fatal(err)
-			}
+			tb := registry.NewLocal(log)
 			t0 := time.Now().Add(-time.Hour)
 			for i, env := range tt.envs {
-				tb.Apply(&wakepushv1.Registration{DeviceId: "d1", RegistrationId: fmt.Sprintf("%032x", i+1), App: "im.x",
+				tb.Apply(0, &wakepushv1.Registration{DeviceId: "d1", RegistrationId: fmt.Sprintf("%032x", i+1), App: "im.x",
 					Platform: wakepushv1.Platform_PLATFORM_APNS, Environment: env, Token: "aa", State: wakepushv1.RegistrationState_REGISTRATION_STATE_ACTIVE,
 					CreatedAt: records.Timestamp(t0.Add(time.Duration(i) * time.Minute))})
 			}
@@ -172,7 +169,7 @@ func TestDeadInOneEnvironmentOnly(t *testing.T) {
 					}
 				}
 			}
-			if d, _ := tb.Get("d1"); ended != tt.wantEnded || d.Active() != tt.wantActive {
+			if d, _ := tb.Get(0, "d1"); ended != tt.wantEnded || d.Active() != tt.wantActive {
 				t.Errorf("%d registrations ended, device active %v; want %d, %v", ended, d.Active(), tt.wantEnded, tt.wantActive)
 			}
 		})

@@ -17,7 +17,6 @@ import (
 	"github.com/wakepush/wakepush/schemas/records"
 	"github.com/wakepush/wakepush/schemas/topics"
 	"github.com/wakepush/wakepush/services/internal/apps"
-	"github.com/wakepush/wakepush/services/internal/kafkax"
 	"github.com/wakepush/wakepush/services/sender/internal/dedup"
 	"github.com/wakepush/wakepush/services/sender/internal/provider"
 	"github.com/wakepush/wakepush/services/sender/internal/registry"
@@ -36,12 +35,9 @@ func TestLagAndWakeAgeMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	tb, err := registry.New(&kafkax.Config{Brokers: []string{"127.0.0.1:1"}}, log)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tb := registry.NewLocal(log)
 	now := time.Date(2026, 12, 5, 8, 0, 0, 0, time.UTC)
-	tb.Apply(&wakepushv1.Registration{DeviceId: "d1", RegistrationId: "00000000000000000000000000000001", App: "im.x",
+	tb.Apply(3, &wakepushv1.Registration{DeviceId: "d1", RegistrationId: "00000000000000000000000000000001", App: "im.x",
 		Platform: wakepushv1.Platform_PLATFORM_APNS, Token: "aa", State: wakepushv1.RegistrationState_REGISTRATION_STATE_ACTIVE,
 		CreatedAt: records.Timestamp(now.Add(-time.Hour))})
 	e, err := New(Config{Concurrency: 1, MaxAttempts: 3, RetryMin: time.Millisecond, RetryMax: time.Millisecond, ConfigPause: time.Second,

@@ -1,10 +1,10 @@
 // Package registry is the sender's in-memory registration table: device_id -> the device's token
-// and the latest state of each of its registrations, rebuilt at start from the compacted push.registrations topic (every partition,
-// no consumer group, from the first offset) and kept current by following it.
+// and the latest state of each of its registrations, for the partitions the sender instance
+// owns: each partition of the compacted push.registrations topic is loaded from its first offset
+// (no consumer group) when the instance's wakes consumer is assigned the partition, and kept
+// current by following it (Table).
 //
-// Every sender instance holds the whole table, not only its partitions' devices: kafka-go's
-// group Reader does not say which partitions an instance owns, and a rebalance must not leave
-// an instance without the registrations of partitions it just received. A device costs ~125
+// An instance's memory so scales with its share of the devices, not with all of them. A device costs ~125
 // bytes with one registration and a 64-hex token, ~215 with two (measured with a million
 // devices, BenchmarkStoreMemory; the map[string]Device it replaced took ~445 and ~490), so a
 // million devices take ~125 MB per instance, in memory the garbage collector does not scan
@@ -14,7 +14,12 @@ package registry
 import (
 	"context"
 	"encoding/hex"
+	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -110,37 +115,226 @@ func parseRegistrationID(id string) (out [16]byte, hasID, ok bool) {
 	return out, true, true
 }
 
-// Table is the registration table.
+// Table is the registration table of the partitions this instance owns: a store per partition
+// of push.registrations, loaded from the partition's first offset by a tail of its own when the
+// group assigns the partition (Assign), and kept current by following it. Every topic is keyed
+// by device id with the same partition count (DESIGN §2), so the owner of push.wakes partition
+// p needs exactly the registrations of push.registrations partition p.
+//
+// A revoked partition is kept for Retain: a partition that comes back in the next generation
+// (the same members get the same partitions) is not loaded again. Only a partition new to the
+// instance makes its wakes wait, and only for its own load, never for the whole table's.
 type Table struct {
-	log  *slog.Logger
-	tail *tail.Tail
+	cfg    *kafkax.Config // nil: a local table (tests): every partition is held and loaded on first use
+	log    *slog.Logger
+	retain time.Duration
 
-	devices *store
+	mu    sync.Mutex
+	parts map[int]*partition
+	run   context.Context // Run's context; nil until Run starts (loads begin then)
+	tails sync.WaitGroup  // the partitions' tails
+	// view is parts for Get, which runs for every wake: a copy replaced on every change
+	// (assignments are rare, lookups are not).
+	view atomic.Pointer[map[int]*partition]
 }
 
-// New returns a table following cfg's registrations topic; Run fills it.
-func New(cfg *kafkax.Config, log *slog.Logger) (*Table, error) {
-	t := &Table{log: log, devices: newStore()}
-	tl, err := tail.New(cfg, tail.Options{Topic: topics.Registrations, Handle: t.handle, Log: log})
-	if err != nil {
-		return nil, err
+// partition is one partition's devices and the tail that fills them.
+type partition struct {
+	id     int
+	store  *store
+	tail   *tail.Tail    // nil in a local table
+	loaded chan struct{} // closed once the records written before the load began were read
+	ready  atomic.Bool   // loaded is closed (Get's fast path)
+	cancel context.CancelFunc
+	// revoked is when the group took the partition away; zero while owned.
+	revoked time.Time
+	started time.Time
+}
+
+// Options configure a Table.
+type Options struct {
+	// Retain is how long a revoked partition's registrations are kept in case the partition
+	// comes back; 0 drops them at once.
+	Retain time.Duration
+}
+
+// DefaultRetain is the sender's default Options.Retain.
+const DefaultRetain = time.Minute
+
+// New returns a table of cfg's registrations topic; Run runs it, Assign gives it partitions.
+func New(cfg *kafkax.Config, log *slog.Logger, opts Options) *Table {
+	t := &Table{cfg: cfg, log: log, retain: opts.Retain, parts: map[int]*partition{}}
+	t.publishLocked()
+	return t
+}
+
+// NewLocal returns a table without Kafka: every partition is held, and loaded, from its first
+// use; Apply fills it (tests and benchmarks).
+func NewLocal(log *slog.Logger) *Table {
+	t := New(nil, log, Options{})
+	return t
+}
+
+// Run loads and follows the assigned partitions, and drops the revoked ones after Retain,
+// until ctx ends.
+func (t *Table) Run(ctx context.Context) error {
+	t.mu.Lock()
+	t.run = ctx
+	for _, p := range t.parts {
+		t.startLocked(p)
 	}
-	t.tail = tl
-	return t, nil
+	t.mu.Unlock()
+	defer t.tails.Wait()
+	tick := time.NewTicker(max(t.retain/4, time.Second))
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+			t.dropRevoked(time.Now())
+		}
+	}
 }
 
-// Run follows the topic until ctx ends.
-func (t *Table) Run(ctx context.Context) error { return t.tail.Run(ctx) }
+// Assign makes the table hold partitions: those it does not hold yet start loading, revoked ones
+// it still holds are owned again.
+func (t *Table) Assign(partitions []int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, id := range partitions {
+		if p, ok := t.parts[id]; ok {
+			p.revoked = time.Time{}
+			continue
+		}
+		t.addLocked(id)
+	}
+	t.publishLocked()
+}
 
-// WaitCaughtUp waits until the table reflects every registration record acknowledged before the
-// call. Registration records are written before the events they enable, so a device still
-// unknown afterwards is really unknown.
-func (t *Table) WaitCaughtUp(ctx context.Context) error { return t.tail.WaitCaughtUp(ctx) }
+// Revoke marks partitions taken away by the group; their registrations go after Retain unless
+// Assign gives them back first.
+func (t *Table) Revoke(partitions []int) {
+	now := time.Now()
+	t.mu.Lock()
+	for _, id := range partitions {
+		if p, ok := t.parts[id]; ok && p.revoked.IsZero() {
+			p.revoked = now
+		}
+	}
+	t.mu.Unlock()
+	if t.retain == 0 {
+		t.dropRevoked(now)
+	}
+}
 
-func (t *Table) handle(msg *kafka.Message) {
+// dropRevoked drops the partitions revoked at least Retain before now.
+func (t *Table) dropRevoked(now time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var dropped []int
+	devices := 0
+	for id, p := range t.parts {
+		if p.revoked.IsZero() || now.Sub(p.revoked) < t.retain {
+			continue
+		}
+		if p.cancel != nil {
+			p.cancel()
+		}
+		devices += p.store.len()
+		delete(t.parts, id)
+		dropped = append(dropped, id)
+	}
+	if len(dropped) > 0 {
+		slices.Sort(dropped)
+		t.publishLocked()
+		t.log.Info("registration table: dropped revoked partitions", "partitions", dropped, "devices", devices)
+	}
+}
+
+// addLocked creates a partition and starts its load (once Run runs).
+func (t *Table) addLocked(id int) *partition {
+	p := &partition{id: id, store: newStore(), loaded: make(chan struct{})}
+	t.parts[id] = p
+	if t.cfg == nil {
+		close(p.loaded)
+		p.ready.Store(true)
+		return p
+	}
+	tl, err := tail.New(t.cfg, tail.Options{Topic: topics.Registrations, Partitions: []int{id}, Handle: func(msg *kafka.Message) { t.handle(p, msg) }, Log: t.log})
+	if err != nil {
+		// Only a broken Kafka configuration gets here, and it was checked at start.
+		t.log.Error("registration table: cannot follow a partition", "partition", id, "err", err)
+		return p
+	}
+	p.tail = tl
+	if t.run != nil {
+		t.startLocked(p)
+	}
+	return p
+}
+
+// startLocked runs p's tail under Run's context and marks p loaded once it caught up.
+func (t *Table) startLocked(p *partition) {
+	if p.tail == nil || p.cancel != nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(t.run)
+	p.cancel, p.started = cancel, time.Now()
+	t.tails.Go(func() {
+		if err := p.tail.Run(ctx); err != nil && ctx.Err() == nil {
+			t.log.Error("registration table: following a partition stopped", "partition", p.id, "err", err)
+		}
+	})
+	go func() {
+		select {
+		case <-p.tail.CaughtUp():
+			p.ready.Store(true)
+			close(p.loaded)
+			t.log.Info("registration table: partition loaded", "partition", p.id, "devices", p.store.len(), "took", time.Since(p.started).Round(time.Millisecond))
+		case <-ctx.Done():
+		}
+	}()
+}
+
+// publishLocked replaces Get's view of the partitions.
+func (t *Table) publishLocked() {
+	v := maps.Clone(t.parts)
+	t.view.Store(&v)
+}
+
+// held returns the partition if the table holds it.
+func (t *Table) held(id int) (*partition, bool) {
+	p, ok := (*t.view.Load())[id]
+	return p, ok
+}
+
+// hold returns the partition, creating it (and starting its load) when the table does not hold
+// it: a wake of a partition the table was not given (a local table's first use; a wake handled
+// after its partition was dropped). Such a partition counts as revoked now, so it goes after
+// Retain unless assigned.
+func (t *Table) hold(id int) *partition {
+	if p, ok := t.held(id); ok {
+		return p
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	p, ok := t.parts[id]
+	if !ok {
+		p = t.addLocked(id)
+		if t.cfg != nil {
+			p.revoked = time.Now()
+		}
+		t.publishLocked()
+	}
+	return p
+}
+
+// handle applies one record of partition p.
+func (t *Table) handle(p *partition, msg *kafka.Message) {
 	key := string(msg.Key)
 	if msg.Value == nil { // a tombstone: compaction forgets the registration
-		t.forget(records.SplitRegistrationKey(key))
+		p.store.forget(records.SplitRegistrationKey(key))
 		return
 	}
 	m, err := records.Decode(kafkax.Header(msg, records.HeaderSchema), msg.Value)
@@ -152,18 +346,85 @@ func (t *Table) handle(msg *kafka.Message) {
 	if reg.GetDeviceId() == "" {
 		reg.DeviceId, reg.RegistrationId = records.SplitRegistrationKey(key)
 	}
-	t.Apply(reg)
+	t.apply(p, reg)
 }
 
-// forget removes a registration after its tombstone, and the device with its last one.
-func (t *Table) forget(deviceID, registrationID string) { t.devices.forget(deviceID, registrationID) }
-
-// Apply sets a registration's state (what the topic will say once the record is read back;
-// the sender applies its own unregistrations right away so in-flight wakes see them).
-func (t *Table) Apply(reg *wakepushv1.Registration) {
-	if !t.devices.apply(reg) {
-		t.log.Warn("registration table: skipping a record with a malformed registration id", "device_id", reg.GetDeviceId())
+func (t *Table) apply(p *partition, reg *wakepushv1.Registration) {
+	if !p.store.apply(reg) {
+		t.log.Warn("registration table: skipping a record with a malformed registration id", "partition", p.id)
 	}
+}
+
+// Apply sets a registration's state in its partition (what the topic will say once the record
+// is read back; the sender applies its own unregistrations right away so in-flight wakes see
+// them). A partition the table does not hold is left alone: it is read from the topic when
+// it is assigned.
+func (t *Table) Apply(partition int, reg *wakepushv1.Registration) {
+	p, ok := t.held(partition)
+	if !ok && t.cfg == nil {
+		p, ok = t.hold(partition), true
+	}
+	if ok {
+		t.apply(p, reg)
+	}
+}
+
+// Get returns a device's latest registration (built for the call: the caller's own), from a
+// loaded partition only: a device of a
+// partition still loading is not known yet (the caller waits with WaitCaughtUp and asks again).
+func (t *Table) Get(partition int, deviceID string) (Device, bool) {
+	p, ok := t.held(partition)
+	if !ok || !p.ready.Load() {
+		return Device{}, false
+	}
+	return p.store.get(deviceID)
+}
+
+// WaitCaughtUp waits until the partition's registrations reflect every record acknowledged
+// before the call (loading the partition first if the table does not hold it). Registration
+// records are written before the events they enable, so a device still unknown afterwards is
+// really unknown.
+func (t *Table) WaitCaughtUp(ctx context.Context, partition int) error {
+	p := t.hold(partition)
+	select {
+	case <-p.loaded:
+	case <-ctx.Done():
+		return fmt.Errorf("registrations of partition %d not loaded: %w", partition, ctx.Err())
+	}
+	if p.tail == nil {
+		return nil
+	}
+	return p.tail.WaitCaughtUp(ctx)
+}
+
+// WaitLoaded waits until the partitions the table holds among partitions are loaded.
+func (t *Table) WaitLoaded(ctx context.Context, partitions []int) error {
+	for _, id := range partitions {
+		p, ok := t.held(id)
+		if !ok {
+			continue
+		}
+		select {
+		case <-p.loaded:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// Len is the number of devices the table holds (active or not), over every partition it holds.
+func (t *Table) Len() int {
+	n := 0
+	for _, p := range *t.view.Load() {
+		n += p.store.len()
+	}
+	return n
+}
+
+// Partitions are the partitions the table holds, owned or retained after a revocation, sorted.
+func (t *Table) Partitions() []int {
+	return slices.Sorted(maps.Keys(*t.view.Load()))
 }
 
 // summarize derives the device's State, Environment and times from its registrations. An
@@ -198,12 +459,6 @@ func summarize(d Device) Device {
 	d.RegisteredAt, d.UpdatedAt = time.Unix(0, registered), time.Unix(0, updated)
 	return d
 }
-
-// Get returns a device's latest registration (built for the call: the caller's own).
-func (t *Table) Get(deviceID string) (Device, bool) { return t.devices.get(deviceID) }
-
-// Len is the number of devices known (active or not).
-func (t *Table) Len() int { return t.devices.len() }
 
 // Unregistrations are the records that end a device's registrations after a provider's "this
 // token is dead" answer for a push to environment env: every ACTIVE registration in that

@@ -29,29 +29,30 @@ func message(t *testing.T, key string, reg *wakepushv1.Registration) *kafka.Mess
 }
 
 func TestHandleKeepsLatestAndForgetsTombstones(t *testing.T) {
-	tb := &Table{log: slog.New(slog.DiscardHandler), devices: newStore()}
+	tb := NewLocal(slog.New(slog.DiscardHandler))
+	p0 := tb.hold(0)
 	t0 := time.Unix(1_800_000_000, 0)
 	reg := &wakepushv1.Registration{DeviceId: "d1", App: "im.x", Token: "aa", State: wakepushv1.RegistrationState_REGISTRATION_STATE_ACTIVE,
 		CreatedAt: records.Timestamp(t0), RegisteredAt: records.Timestamp(t0)}
-	tb.handle(message(t, "d1", reg))
-	d, ok := tb.Get("d1")
+	tb.handle(p0, message(t, "d1", reg))
+	d, ok := tb.Get(0, "d1")
 	if !ok || !d.Active() || d.Token != "aa" || !d.UpdatedAt.Equal(t0) {
 		t.Fatalf("after registration: %+v %v", d, ok)
 	}
 	// Re-registration: created_at moves, registered_at stays.
 	again := proto.Clone(reg).(*wakepushv1.Registration)
 	again.CreatedAt = records.Timestamp(t0.Add(time.Hour))
-	tb.handle(message(t, "d1", again))
-	d, _ = tb.Get("d1")
+	tb.handle(p0, message(t, "d1", again))
+	d, _ = tb.Get(0, "d1")
 	if d.RegisteredBefore(t0.Add(30*time.Minute)) || !d.RegisteredBefore(t0.Add(2*time.Hour)) {
 		t.Errorf("RegisteredBefore: a device re-registered at t0+1h counts as registered before t0+30m")
 	}
-	tb.handle(&kafka.Message{Key: []byte("d1"), Value: []byte{0xff}, Headers: []kafka.Header{{Key: records.HeaderSchema, Value: []byte("wakepush.v1.Registration")}}})
-	if d, ok := tb.Get("d1"); !ok || !d.Active() {
+	tb.handle(p0, &kafka.Message{Key: []byte("d1"), Value: []byte{0xff}, Headers: []kafka.Header{{Key: records.HeaderSchema, Value: []byte("wakepush.v1.Registration")}}})
+	if d, ok := tb.Get(0, "d1"); !ok || !d.Active() {
 		t.Errorf("an undecodable record changed the device: %+v %v", d, ok)
 	}
-	tb.handle(message(t, "d1", nil))
-	if _, ok := tb.Get("d1"); ok {
+	tb.handle(p0, message(t, "d1", nil))
+	if _, ok := tb.Get(0, "d1"); ok {
 		t.Error("tombstone did not remove the device")
 	}
 }
@@ -69,16 +70,17 @@ func regID(n byte) string { return strings.Repeat("0", 31) + string("0123456789a
 // a tombstone removes one registration, the last one the device; an unregistration from
 // ingest (no token) keeps the token.
 func TestRegistrations(t *testing.T) {
-	tb := &Table{log: slog.New(slog.DiscardHandler), devices: newStore()}
+	tb := NewLocal(slog.New(slog.DiscardHandler))
+	p0 := tb.hold(0)
 	t0 := time.Unix(1_800_000_000, 0)
 	put := func(regID string, state wakepushv1.RegistrationState, env wakepushv1.Environment, token string, at time.Time) {
 		t.Helper()
-		tb.handle(message(t, records.RegistrationKey("d1", regID), &wakepushv1.Registration{DeviceId: "d1", RegistrationId: regID, App: "im.x",
+		tb.handle(p0, message(t, records.RegistrationKey("d1", regID), &wakepushv1.Registration{DeviceId: "d1", RegistrationId: regID, App: "im.x",
 			Environment: env, Token: token, State: state, CreatedAt: records.Timestamp(at), RegisteredAt: records.Timestamp(at)}))
 	}
 	check := func(step string, wantActive bool, wantEnv wakepushv1.Environment, wantRegs int) {
 		t.Helper()
-		d, ok := tb.Get("d1")
+		d, ok := tb.Get(0, "d1")
 		if !ok || d.Active() != wantActive || d.Environment != wantEnv || len(d.Registrations) != wantRegs || d.Token != "aa" {
 			t.Fatalf("%s: device %+v (known %v), want active %v in %v with %d registrations", step, d, ok, wantActive, wantEnv, wantRegs)
 		}
@@ -94,21 +96,21 @@ func TestRegistrations(t *testing.T) {
 	put(regID(1), inactive, sandbox, "", t0.Add(4*time.Minute))
 	put(regID(3), inactive, sandbox, "", t0.Add(4*time.Minute))
 	check("every registration unregistered", false, sandbox, 3)
-	if d, _ := tb.Get("d1"); d.Registrations[1].Environment != prod {
+	if d, _ := tb.Get(0, "d1"); d.Registrations[1].Environment != prod {
 		t.Errorf("an unregistration without environment lost the registration's: %+v", d.Registrations[1])
 	}
 	put("", active, prod, "aa", t0.Add(5*time.Minute)) // a v1 record (key = device id)
 	check("the v1 registration", true, prod, 4)
 	for i, key := range []string{"d1/" + regID(1), "d1/" + regID(2), "d1"} {
-		tb.handle(message(t, key, nil))
+		tb.handle(p0, message(t, key, nil))
 		check("tombstone "+key, i < 2, []wakepushv1.Environment{prod, prod, sandbox}[i], 3-i)
 	}
-	tb.handle(message(t, "d1/"+regID(3), nil))
-	if _, ok := tb.Get("d1"); ok || tb.Len() != 0 {
+	tb.handle(p0, message(t, "d1/"+regID(3), nil))
+	if _, ok := tb.Get(0, "d1"); ok || tb.Len() != 0 {
 		t.Fatal("the device outlived the tombstone of its last registration")
 	}
 	// A malformed registration id is skipped.
-	tb.handle(message(t, "d2/xyz", &wakepushv1.Registration{DeviceId: "d2", RegistrationId: "xyz", State: active, Token: "bb"}))
+	tb.handle(p0, message(t, "d2/xyz", &wakepushv1.Registration{DeviceId: "d2", RegistrationId: "xyz", State: active, Token: "bb"}))
 	if tb.Len() != 0 {
 		t.Fatal("a record with a malformed registration id was kept")
 	}
@@ -116,7 +118,7 @@ func TestRegistrations(t *testing.T) {
 
 func TestUnregistrations(t *testing.T) {
 	t0 := time.Unix(1_800_000_000, 0)
-	tb := &Table{log: slog.New(slog.DiscardHandler), devices: newStore()}
+	tb := NewLocal(slog.New(slog.DiscardHandler))
 	for i, r := range []struct {
 		id    string
 		env   wakepushv1.Environment
@@ -133,10 +135,10 @@ func TestUnregistrations(t *testing.T) {
 		if i == 4 {
 			tok = ""
 		}
-		tb.Apply(&wakepushv1.Registration{DeviceId: "d1", RegistrationId: r.id, App: "im.x", Platform: wakepushv1.Platform_PLATFORM_APNS,
+		tb.Apply(0, &wakepushv1.Registration{DeviceId: "d1", RegistrationId: r.id, App: "im.x", Platform: wakepushv1.Platform_PLATFORM_APNS,
 			Environment: r.env, Token: tok, State: r.state, CreatedAt: records.Timestamp(r.at), RegisteredAt: records.Timestamp(r.at)})
 	}
-	d, _ := tb.Get("d1")
+	d, _ := tb.Get(0, "d1")
 	regs := Unregistrations("d1", d, prod, "apns:Unregistered", t0.Add(time.Hour), t0.Add(3*time.Hour))
 	var ids []string
 	for _, r := range regs {
@@ -151,9 +153,9 @@ func TestUnregistrations(t *testing.T) {
 		t.Fatalf("unregistered %q, want %q", ids, want)
 	}
 	for _, r := range regs {
-		tb.Apply(r)
+		tb.Apply(0, r)
 	}
-	if d, _ := tb.Get("d1"); !d.Active() || d.Environment != prod {
+	if d, _ := tb.Get(0, "d1"); !d.Active() || d.Environment != prod {
 		t.Fatalf("after the unregistrations the device is %+v, want active in production (the renewed registration)", d)
 	}
 	if got := Unregistrations("d1", d, sandbox, "apns:BadDeviceToken", t0.Add(time.Hour), t0.Add(3*time.Hour)); len(got) != 1 || got[0].GetRegistrationId() != regID(3) {

@@ -115,7 +115,7 @@ func TestUnregistrationRetention(t *testing.T) {
 	// A reader starting now (a new ingest or sender instance) rebuilds the same state.
 	late := startReaders(t, cfg, log)
 	waitFor(t, "the compacted topic read", func() bool { return late.table.Len() == active })
-	if err := late.table.WaitCaughtUp(ctx); err != nil {
+	if err := late.table.WaitCaughtUp(ctx, 0); err != nil {
 		t.Fatal(err)
 	}
 	if late.table.Len() != active || late.set.Len() != 0 {
@@ -156,10 +156,8 @@ func retainedBytes(r **readers) float64 {
 
 func mustTable(t *testing.T, cfg *kafkax.Config) *registry.Table {
 	t.Helper()
-	tb, err := registry.New(cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
+	tb := registry.New(cfg, slog.New(slog.DiscardHandler), registry.Options{})
+	tb.Assign([]int{0}) // the topic's one partition
 	return tb
 }
 
