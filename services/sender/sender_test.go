@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -753,15 +754,14 @@ func TestDrainFinishesInFlightPushes(t *testing.T) {
 	f := newFixture(t)
 	stop := f.start()
 	dev := f.register(token(8), time.Now().Add(-time.Hour))
-	f.mock.SetFaults(apnsmock.Faults{Latency: apnsmock.FixedLatency(700 * time.Millisecond)})
+	// Every push waits 700 ms for the mock's answer; the sender is stopped once all four are
+	// waiting (a wake not yet fetched at the stop is rightly left for the next instance).
+	var arrived atomic.Int32
+	f.mock.SetFaults(apnsmock.Faults{Latency: func() time.Duration { arrived.Add(1); return 700 * time.Millisecond }})
 	for i := range 4 {
 		f.wake(dev, fmt.Sprint("wake-drain-", i))
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for f.mock.OpenConnections() == 0 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	time.Sleep(200 * time.Millisecond) // the pushes are waiting for the mock's answer
+	f.eventually("four pushes waiting for the mock's answer", 20*time.Second, func() bool { return arrived.Load() == 4 })
 	stop()
 	for i := range 4 {
 		id := fmt.Sprint("wake-drain-", i)
