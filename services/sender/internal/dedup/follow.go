@@ -27,13 +27,13 @@ func Follow(cfg *kafkax.Config, s *Set, window time.Duration, log *slog.Logger) 
 			if kafkax.Header(msg, records.HeaderSchema) != schema {
 				return
 			}
-			m, err := records.Decode(schema, msg.Value)
+			id, accepted, err := acceptedWakeID(msg.Value)
 			if err != nil {
 				log.Warn("dedup: skipping undecodable delivery", "partition", msg.Partition, "offset", msg.Offset, "err", err)
 				return
 			}
-			if d := m.(*wakepushv1.Delivery); d.GetOutcome() == wakepushv1.DeliveryOutcome_DELIVERY_OUTCOME_ACCEPTED {
-				s.Add(d.GetWakeId())
+			if accepted {
+				s.Add(id)
 			}
 		},
 	})
