@@ -106,12 +106,48 @@ func Notification(app *apps.App, token string, w *wakepushv1.Wake, exp Expiry, n
 		n.Expiration = now.Add(exp.Alert)
 		payload = alertPayload{APS: alertAPS{Alert: alertText{LocKey: LocKey}, MutableContent: 1}, WakeID: w.GetId()}
 	}
-	b, err := json.Marshal(payload)
+	b, err := marshalPayload(payload)
 	if err != nil {
 		return nil, err
 	}
 	n.Payload = b
 	return n, nil
+}
+
+// marshalPayload is json.Marshal(payload), byte for byte, without reflection for the payloads
+// whose wake id needs no escaping (every id wakepush makes): the payload's fixed parts around the
+// id. json.Marshal's reflection was ~2 % of the sender's CPU per push. FuzzMarshalPayload holds
+// it to json.Marshal.
+func marshalPayload(payload any) ([]byte, error) {
+	var id, prefix, suffix string
+	switch p := payload.(type) {
+	case alertPayload:
+		id, prefix, suffix = p.WakeID, `{"aps":{"alert":{"loc-key":"`+LocKey+`"},"mutable-content":1},"wake_id":"`, `"}`
+		if p.APS != (alertAPS{Alert: alertText{LocKey: LocKey}, MutableContent: 1}) {
+			return json.Marshal(payload)
+		}
+	case backgroundPayload:
+		id, prefix, suffix = p.WakeID, `{"aps":{"content-available":1},"wake_id":"`, `"}`
+		if p.APS.ContentAvailable != 1 {
+			return json.Marshal(payload)
+		}
+	case voipPayload:
+		id, prefix, suffix = p.WakeID, `{"wake_id":"`, `","urgent":true}`
+		if !p.Urgent {
+			return json.Marshal(payload)
+		}
+	default:
+		return json.Marshal(payload)
+	}
+	for i := range len(id) {
+		// What json.Marshal writes as it is: printable ASCII other than '"', '\\' and the
+		// HTML-escaped '<', '>', '&'.
+		if c := id[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return json.Marshal(payload)
+		}
+	}
+	b := make([]byte, 0, len(prefix)+len(id)+len(suffix))
+	return append(append(append(b, prefix...), id...), suffix...), nil
 }
 
 func pushType(app *apps.App, w *wakepushv1.Wake) string {

@@ -82,3 +82,43 @@ func TestAPNsIDAndCollapseID(t *testing.T) {
 		t.Errorf("collapse ids %q, %q: want stable, distinct per device, <= 64 bytes", a, b)
 	}
 }
+
+// marshalPayload writes exactly what json.Marshal writes, for every payload and wake id.
+func TestMarshalPayloadMatchesJSON(t *testing.T) {
+	ids := []string{"", "01JEZ7Q8V0000000000000000", "6f9619ff-8b86-d011-b42d-00cf4fc964ff", `a"b`, `a\b`, "<x>&", "tab\there", "é", "\x7f", "\xff"}
+	for _, id := range ids {
+		for _, p := range payloadsOf(id) {
+			checkPayload(t, p)
+		}
+	}
+}
+
+func payloadsOf(id string) []any {
+	return []any{
+		alertPayload{APS: alertAPS{Alert: alertText{LocKey: LocKey}, MutableContent: 1}, WakeID: id},
+		alertPayload{APS: alertAPS{Alert: alertText{LocKey: "other"}}, WakeID: id},
+		backgroundPayload{APS: backgroundAPS{ContentAvailable: 1}, WakeID: id},
+		backgroundPayload{WakeID: id},
+		voipPayload{WakeID: id, Urgent: true},
+		voipPayload{WakeID: id},
+	}
+}
+
+func checkPayload(t *testing.T, p any) {
+	t.Helper()
+	want, werr := json.Marshal(p)
+	got, err := marshalPayload(p)
+	if (err != nil) != (werr != nil) || string(got) != string(want) {
+		t.Fatalf("marshalPayload(%#v) = %s, %v; json.Marshal: %s, %v", p, got, err, want, werr)
+	}
+}
+
+func FuzzMarshalPayload(f *testing.F) {
+	f.Add("01JEZ7Q8V0000000000000000")
+	f.Add(`<"\>`)
+	f.Fuzz(func(t *testing.T, id string) {
+		for _, p := range payloadsOf(id) {
+			checkPayload(t, p)
+		}
+	})
+}
