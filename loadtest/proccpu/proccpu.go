@@ -44,3 +44,27 @@ func Read(pid int) (time.Duration, error) {
 
 // Self is Read of the calling process.
 func Self() (time.Duration, error) { return Read(os.Getpid()) }
+
+// Machine returns the CPU time every CPU of the machine has spent busy so far (the first line of
+// /proc/stat: user, nice, system, irq, softirq and steal; guest time is part of user), i.e. all
+// processes together, ours and everybody else's.
+func Machine() (time.Duration, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, fmt.Errorf("machine cpu time: %w", err)
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0, fmt.Errorf("/proc/stat: first line %q", line)
+	}
+	var busy int64
+	for _, i := range []int{1, 2, 3, 6, 7, 8} { // user nice system [idle iowait] irq softirq steal
+		v, err := strconv.ParseInt(f[i], 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("/proc/stat: field %d %q", i, f[i])
+		}
+		busy += v
+	}
+	return time.Duration(busy) * time.Second / UserHZ, nil
+}

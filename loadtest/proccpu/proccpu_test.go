@@ -60,3 +60,22 @@ func rusageCPU(t *testing.T) time.Duration {
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+func TestMachine(t *testing.T) {
+	a, err := Machine()
+	if err != nil {
+		t.Fatal(err)
+	}
+	self, err := Self()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The machine's busy time includes this process's.
+	if a <= 0 || a < self-2*time.Second/UserHZ {
+		t.Errorf("machine busy %s, this process %s", a, self)
+	}
+	b, err := Machine()
+	if err != nil || b < a {
+		t.Errorf("machine busy went from %s to %s (%v)", a, b, err)
+	}
+}

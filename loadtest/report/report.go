@@ -59,6 +59,12 @@ type Summary struct {
 	// provider mock at least once (the injected 500/503 faults): the pipeline's own speed.
 	E2ELeadingFirst analysis.Quantiles `json:"e2e_latency_leading_first_attempt"`
 
+	// RegistrationsConsumed is how long after the last registration the recorder had consumed
+	// them all (the load phase waits for it).
+	RegistrationsConsumed string `json:"registrations_consumed_after,omitempty"`
+	// Warmup is the warm-up before the load phase (nil: none); nothing in it counts above.
+	Warmup *Warmup `json:"warmup,omitempty"`
+
 	// Steps are the load phase's rate steps (one without a ramp), judged one by one.
 	Steps []Step `json:"steps"`
 	// Ramp is the find-max-rate outcome (nil without a ramp).
@@ -86,14 +92,43 @@ type Step struct {
 	Throughput float64            `json:"throughput_accepted_per_s"`
 	Ack        analysis.Quantiles `json:"ack_latency"` // component and HTTP together
 	Leading    analysis.Quantiles `json:"e2e_latency_leading"`
-	// CPU is the cores each part of the stack used during the step (CPU seconds / wall
-	// seconds): the services, ClickHouse, and the load test process (generator, kfake, mocks).
+	// CPU is the cores each process used during the step (CPU seconds / wall seconds): the
+	// services and ClickHouse (the pipeline), the Kafka broker and the load test process
+	// (generator and mocks: the harness, HarnessProcesses).
 	CPU map[string]float64 `json:"cpu_cores,omitempty"`
+	// MachineCores is the cores the whole machine used meanwhile (/proc/stat; -1 unknown):
+	// less the processes above, what other jobs on the machine took.
+	MachineCores float64 `json:"machine_cores,omitempty"`
 	// Complete: the whole step was sent (the ramp did not stop during it).
 	Complete  bool     `json:"complete"`
 	Sustained bool     `json:"sustained"`
 	Missed    []string `json:"missed,omitempty"` // the bounds the step missed
 }
+
+// Warmup is what the warm-up before the load phase measured (scenario.Warmup): traffic to
+// devices of its own, a ramp up to Rate over Duration, then a Settle pause.
+type Warmup struct {
+	Started    time.Time      `json:"started"`
+	Duration   time.Duration  `json:"duration_ns"`
+	Rate       float64        `json:"rate"` // the ramp's end
+	Devices    int            `json:"devices"`
+	Settle     time.Duration  `json:"settle_ns"`
+	Sent       int            `json:"sent"`
+	Accepted   int            `json:"accepted"`
+	Conditions map[string]int `json:"error_conditions,omitempty"`
+	// Answer latency from the intended send time: all, the first second, the last second.
+	Ack            analysis.Quantiles `json:"ack_latency"`
+	AckFirstSecond analysis.Quantiles `json:"ack_latency_first_second"`
+	AckLastSecond  analysis.Quantiles `json:"ack_latency_last_second"`
+	Wakes          int                `json:"wakes_received"` // by the mocks for warm-up devices, until the run's end
+	CPU            map[string]float64 `json:"cpu_cores,omitempty"`
+	MachineCores   float64            `json:"machine_cores,omitempty"`
+}
+
+// HarnessProcesses are the processes of the load test itself rather than of the pipeline under
+// test: the Kafka broker (kfake standing in for Kafka), the provider mocks and the load test
+// process (the generator, and the mocks or kfake when they run in it).
+var HarnessProcesses = []string{"kafka", "mocks", "loadtest"}
 
 // Ramp is the outcome of the find-max-rate mode.
 type Ramp struct {
@@ -202,6 +237,7 @@ func Markdown(s *Summary) string {
 			"so latency quantiles above p%.1f include retry backoff. The first-attempt row leaves out events covered by a wake that a mock refused at least once "+
 			"(the RETRY deliveries in ClickHouse).\n\n", 100*s.MockFaultRate, 100*(1-s.MockFaultRate))
 	}
+	writeWarmup(&b, s)
 	writeSteps(&b, s)
 	b.WriteString("## Wakes and loss\n\n| measure | value |\n|---|---|\n")
 	row("wakes received by the mocks", s.Wakes)
@@ -243,26 +279,14 @@ func writeSteps(b *strings.Builder, s *Summary) {
 	if len(s.Steps) == 0 {
 		return
 	}
-	var parts []string
+	var cpus []map[string]float64
 	for _, st := range s.Steps {
-		for k := range st.CPU {
-			if !slices.Contains(parts, k) {
-				parts = append(parts, k)
-			}
-		}
+		cpus = append(cpus, st.CPU)
 	}
-	slices.Sort(parts)
-	cpu := func(st Step) string {
-		var total float64
-		var cells []string
-		for _, k := range parts {
-			total += st.CPU[k]
-			cells = append(cells, fmt.Sprintf("%.2f", st.CPU[k]))
-		}
-		return fmt.Sprintf("%.2f | %s", total, strings.Join(cells, " | "))
-	}
-	cpuHead := "CPU cores total | " + strings.Join(parts, " | ")
-	cpuSep := strings.Repeat("|---", len(parts)+1)
+	cols := cpuColumns(cpus...)
+	cpu := func(st Step) string { return cpuCells(cols, st.CPU, st.MachineCores) }
+	cpuHead := cpuHeader(cols)
+	cpuSep := strings.Repeat("|---", len(cols)+4)
 	if r := s.Ramp; r != nil {
 		b.WriteString("## Find max rate\n\n")
 		fmt.Fprintf(b, "Bounds per step: ≥ %.1f %% accepted, answer p99 ≤ %s ms", 100*r.MinAccepted, ms(r.MaxAckP99))
@@ -291,9 +315,116 @@ func writeSteps(b *strings.Builder, s *Summary) {
 		b.WriteString("\n")
 		return
 	}
-	if len(parts) > 0 {
-		b.WriteString("## CPU\n\nCores used during the load phase (CPU seconds / wall seconds; the load test process runs the generator, kfake and the mocks):\n\n")
+	if len(cols) > 0 {
+		b.WriteString("## CPU\n\nCores used during the load phase (CPU seconds / wall seconds). " + cpuNote + "\n\n")
 		b.WriteString("| " + cpuHead + " |\n" + cpuSep + "|\n| " + cpu(s.Steps[0]) + " |\n\n")
+	}
+}
+
+const cpuNote = "Pipeline: the services and ClickHouse; harness: the Kafka broker (`kafka`, kfake), both provider mocks " +
+	"(`mocks`) and the load test process (`loadtest`: the generator, plus the mocks or kfake when run in it); machine: every " +
+	"CPU's busy time (`/proc/stat`), others = machine − pipeline − harness (other jobs on the machine)."
+
+// cpuColumns orders the processes of the CPU maps: the pipeline's (sorted), then the harness's.
+func cpuColumns(maps ...map[string]float64) []string {
+	var pipe, harness []string
+	for _, m := range maps {
+		for k := range m {
+			switch {
+			case slices.Contains(HarnessProcesses, k):
+				if !slices.Contains(harness, k) {
+					harness = append(harness, k)
+				}
+			case !slices.Contains(pipe, k):
+				pipe = append(pipe, k)
+			}
+		}
+	}
+	slices.Sort(pipe)
+	slices.SortFunc(harness, func(a, b string) int { return slices.Index(HarnessProcesses, a) - slices.Index(HarnessProcesses, b) })
+	return append(pipe, harness...)
+}
+
+// cpuHeader is the CPU columns' header: the pipeline's processes, its total, the harness's
+// processes, its total, the machine, the others.
+func cpuHeader(cols []string) string {
+	var h []string
+	harness := false
+	for _, c := range cols {
+		if !harness && slices.Contains(HarnessProcesses, c) {
+			h = append(h, "**pipeline**")
+			harness = true
+		}
+		h = append(h, c)
+	}
+	if !harness {
+		h = append(h, "**pipeline**")
+	}
+	return strings.Join(append(h, "**harness**", "machine", "others"), " | ")
+}
+
+func cpuCells(cols []string, m map[string]float64, machine float64) string {
+	var cells []string
+	var pipe, harness float64
+	inHarness := false
+	for _, c := range cols {
+		if !inHarness && slices.Contains(HarnessProcesses, c) {
+			cells = append(cells, fmt.Sprintf("**%.2f**", pipe))
+			inHarness = true
+		}
+		if slices.Contains(HarnessProcesses, c) {
+			harness += m[c]
+		} else {
+			pipe += m[c]
+		}
+		cells = append(cells, fmt.Sprintf("%.2f", m[c]))
+	}
+	if !inHarness {
+		cells = append(cells, fmt.Sprintf("**%.2f**", pipe))
+	}
+	cells = append(cells, fmt.Sprintf("**%.2f**", harness))
+	if machine > 0 {
+		cells = append(cells, fmt.Sprintf("%.2f", machine), fmt.Sprintf("%.2f", max(machine-pipe-harness, 0)))
+	} else {
+		cells = append(cells, "?", "?")
+	}
+	return strings.Join(cells, " | ")
+}
+
+// writeWarmup renders the warm-up.
+func writeWarmup(b *strings.Builder, s *Summary) {
+	w := s.Warmup
+	if w == nil {
+		if s.RegistrationsConsumed != "" {
+			fmt.Fprintf(b, "No warm-up: the load phase started on a cold pipeline, %s after the last registration.\n\n", s.RegistrationsConsumed)
+		}
+		return
+	}
+	b.WriteString("## Warm-up (not counted)\n\n")
+	fmt.Fprintf(b, "After the registrations were consumed (%s after the last one): %s ramping from %.0f/s to %.0f/s on %d devices of its own, "+
+		"then %s of quiet before the load phase. Nothing here counts in the load phase's figures.\n\n",
+		s.RegistrationsConsumed, w.Duration, w.Rate/10, w.Rate, w.Devices, w.Settle)
+	b.WriteString("| measure | value |\n|---|---|\n")
+	fmt.Fprintf(b, "| sent / accepted | %d / %d |\n", w.Sent, w.Accepted)
+	if len(w.Conditions) > 0 {
+		keys := make([]string, 0, len(w.Conditions))
+		for k := range w.Conditions {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		var parts []string
+		for _, k := range keys {
+			parts = append(parts, fmt.Sprintf("%s ×%d", k, w.Conditions[k]))
+		}
+		fmt.Fprintf(b, "| refused | %s |\n", strings.Join(parts, ", "))
+	}
+	fmt.Fprintf(b, "| answer p50 / p99 / max ms, all | %s / %s / %s |\n", ms(w.Ack.P50), ms(w.Ack.P99), ms(w.Ack.Max))
+	fmt.Fprintf(b, "| … first second (cold) | %s / %s / %s |\n", ms(w.AckFirstSecond.P50), ms(w.AckFirstSecond.P99), ms(w.AckFirstSecond.Max))
+	fmt.Fprintf(b, "| … last second | %s / %s / %s |\n", ms(w.AckLastSecond.P50), ms(w.AckLastSecond.P99), ms(w.AckLastSecond.Max))
+	fmt.Fprintf(b, "| wakes for warm-up devices | %d |\n\n", w.Wakes)
+	if cols := cpuColumns(w.CPU); len(cols) > 0 {
+		b.WriteString("CPU cores during the warm-up traffic:\n\n| " + cpuHeader(cols) + " |\n" + strings.Repeat("|---", len(cols)+4) + "|\n| " +
+			cpuCells(cols, w.CPU, w.MachineCores) + " |\n\n")
 	}
 }
 

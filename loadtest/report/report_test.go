@@ -47,18 +47,19 @@ func TestWriteAndPlots(t *testing.T) {
 
 func TestMarkdownSteps(t *testing.T) {
 	steps := []Step{
-		{Rate: 1000, Sent: 1000, Accepted: 1000, Throughput: 1000, Complete: true, Sustained: true, CPU: map[string]float64{"ingest": 0.25, "loadtest": 0.5}},
-		{Rate: 2000, Sent: 1500, Accepted: 1400, Throughput: 1400, Missed: []string{"not sent to the end", "1400 of 1500 accepted"}, CPU: map[string]float64{"ingest": 0.75, "loadtest": 1}},
+		{Rate: 1000, Sent: 1000, Accepted: 1000, Throughput: 1000, Complete: true, Sustained: true, CPU: map[string]float64{"ingest": 0.25, "loadtest": 0.5, "kafka": 0.125}, MachineCores: 1.5},
+		{Rate: 2000, Sent: 1500, Accepted: 1400, Throughput: 1400, Missed: []string{"not sent to the end", "1400 of 1500 accepted"}, CPU: map[string]float64{"ingest": 0.75, "loadtest": 1, "kafka": 0.25}},
 	}
 	md := Markdown(&Summary{Scenario: "m", Steps: steps, Ramp: &Ramp{MaxAckP99: time.Second, MinAccepted: 0.999, MaxSustained: 1000, Stopped: "at 2000/s offered ingest refused 100 of 1500 publishes"}})
 	for _, want := range []string{"Highest sustained offered rate: 1000 publishes/s", "The ramp stopped raising the rate: at 2000/s",
-		"| CPU cores total | ingest | loadtest |", "| 1000 | 1000 | 1000 | 100.00 |", "| 1.75 | 0.75 | 1.00 | missed: not sent to the end; 1400 of 1500 accepted"} {
+		"| ingest | **pipeline** | kafka | loadtest | **harness** | machine | others |", "| 1000 | 1000 | 1000 | 100.00 |",
+		"| 0.75 | **0.75** | 0.25 | 1.00 | **1.25** | ? | ? | missed: not sent to the end; 1400 of 1500 accepted"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("report misses %q:\n%s", want, md)
 		}
 	}
 	md = Markdown(&Summary{Scenario: "fixed", Steps: steps[:1]})
-	if !strings.Contains(md, "## CPU") || !strings.Contains(md, "| 0.75 | 0.25 | 0.50 |") || strings.Contains(md, "Find max rate") {
+	if !strings.Contains(md, "## CPU") || !strings.Contains(md, "| 0.25 | **0.25** | 0.12 | 0.50 | **0.62** | 1.50 | 0.62 |") || strings.Contains(md, "Find max rate") {
 		t.Errorf("fixed-rate report:\n%s", md)
 	}
 }

@@ -199,7 +199,7 @@ var kafkaTables = []struct{ topic, table string }{
 // acknowledge (its produce deadline passed), and the pipeline rightly wakes for it, so the
 // extra-wake judgement replays the oracle over these.
 func kafkaCheck(ctx context.Context, st *stack, sc *scenario.Scenario, plan *scenario.Plan, regs []registration,
-	sum *report.Summary, logf func(string, ...any)) (received []analysis.Event) {
+	wp *scenario.WarmupPlan, warmRegs []registration, sum *report.Summary, logf func(string, ...any)) (received []analysis.Event) {
 	k := &report.KafkaCheck{}
 	sum.Kafka = k
 	fail := func(format string, args ...any) { sum.Failures = append(sum.Failures, fmt.Sprintf(format, args...)) }
@@ -223,15 +223,23 @@ func kafkaCheck(ctx context.Context, st *stack, sc *scenario.Scenario, plan *sce
 		}
 	}
 
-	devIndex := make(map[string]int32, len(regs))
+	// The warm-up devices follow the scenario's (indices len(plan.Devices)+k): their wakes are
+	// checked for duplicate bursts like any others, their events are not the load phase's.
+	devIndex := make(map[string]int32, len(regs)+len(warmRegs))
 	for i, r := range regs {
 		devIndex[r.DeviceID] = int32(i)
 	}
+	for k, r := range warmRegs {
+		devIndex[r.DeviceID] = int32(len(plan.Devices) + k)
+	}
 	interval := func(dev int32) time.Duration {
-		if dev < 0 || int(dev) >= len(plan.Devices) {
-			return sc.MaxMinInterval()
+		switch n := len(plan.Devices); {
+		case dev >= 0 && int(dev) < n:
+			return sc.Apps[plan.Devices[dev].App].MinInterval.D()
+		case wp != nil && int(dev) >= n && int(dev)-n < len(wp.Devices):
+			return sc.Apps[wp.Devices[int(dev)-n].App].MinInterval.D()
 		}
-		return sc.Apps[plan.Devices[dev].App].MinInterval.D()
+		return sc.MaxMinInterval()
 	}
 	distinct := map[string]map[string]bool{}
 	var wakes []analysis.Wake
@@ -257,7 +265,7 @@ func kafkaCheck(ctx context.Context, st *stack, sc *scenario.Scenario, plan *sce
 			}
 			switch r := msg.(type) {
 			case *wakepushv1.PushEvent:
-				if dev, ok := devIndex[r.GetDeviceId()]; ok && fresh {
+				if dev, ok := devIndex[r.GetDeviceId()]; ok && fresh && int(dev) < len(plan.Devices) {
 					at := r.GetAcceptedAt().AsTime()
 					received = append(received, analysis.Event{Device: dev, Intended: at, Sent: at, Answered: at, Accepted: true,
 						Urgent: r.GetUrgent(), Interval: interval(dev)})

@@ -177,13 +177,13 @@ func (d *faultDriver) inject(r *faultRun, end time.Time) {
 		if f.Kind == scenario.FaultAPNs429 {
 			o = &apnsmock.Override{Status: http.StatusTooManyRequests, Fraction: f.Fraction, RetryAfter: f.RetryAfter.D()}
 		}
-		if err := st.apns.SetOverride(o); err != nil {
+		if err := st.mocks.setAPNsOverride(d.ctx, o); err != nil {
 			d.set(func() { r.fail("APNs mock override: %v", err) })
 			return
 		}
 		d.set(func() { r.start = now() })
 		d.sleepUntil(end)
-		st.apns.SetOverride(nil)
+		st.mocks.setAPNsOverride(d.ctx, nil)
 		d.set(func() { r.end = now(); r.ready = r.end })
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -44,6 +45,12 @@ type Options struct {
 	// /debug/pprof/profile during the middle of the load phase, saves it in the report dir
 	// and appends each service's top cumulative functions to report.md.
 	Profile time.Duration
+	// InProcessMocks runs the provider mocks inside this process instead of as a child process
+	// (cmd/loadtest-mocks): their CPU is then counted as the load test process's.
+	InProcessMocks bool
+	// InProcessBroker runs kfake inside this process instead of as a child process
+	// (procs.StartBroker); scenarios that freeze or restart the broker always use a child.
+	InProcessBroker bool
 	// Logf receives stage messages (nil: none).
 	Logf func(format string, args ...any)
 }
@@ -70,7 +77,8 @@ func Run(ctx context.Context, opts Options) (*report.Summary, error) {
 		return nil, errors.New("the scenario plans no publishes (rate × duration too small)")
 	}
 	logf("scenario %s: %d devices, %d planned publishes over %s", sc.Name, len(plan.Devices), len(plan.Publishes), sc.Duration.D())
-	st, err := startStack(ctx, opts, sc, plan, logf)
+	wp := sc.ExpandWarmup()
+	st, err := startStack(ctx, opts, sc, plan, wp, logf)
 	if err != nil {
 		return nil, err
 	}
@@ -80,11 +88,42 @@ func Run(ctx context.Context, opts Options) (*report.Summary, error) {
 		Ingests: len(st.ingestURLs), Components: st.mode, Devices: len(plan.Devices), Accounts: len(plan.Devices) * sc.AccountsPerDevice,
 		Planned: len(plan.Publishes), TargetRate: sc.Rate, MockFaultRate: sc.Mock.Rate500 + sc.Mock.Rate503, Conditions: map[string]int{}, Deliveries: map[string]int{}}
 
-	regs, err := registerAll(ctx, st.ingestURLs[0], sc, plan)
+	regs, err := registerAll(ctx, st.ingestURLs[0], sc, plan.Devices)
 	if err != nil {
 		return nil, err
 	}
 	logf("registered %d devices", len(regs))
+	var warmRegs []registration
+	if wp != nil {
+		// After the scenario's devices: once the warm-up's wakes go out, the sender has read the
+		// registrations before them.
+		if warmRegs, err = registerAll(ctx, st.ingestURLs[0], sc, wp.Devices); err != nil {
+			return nil, fmt.Errorf("warm-up devices: %w", err)
+		}
+	}
+	events := make([]analysis.Event, len(plan.Publishes))
+	runtime.GC() // now, not in the load phase
+	took, err := waitRegistrations(ctx, st, time.Minute)
+	if err != nil {
+		sum.Warnings = append(sum.Warnings, err.Error())
+	}
+	logf("the pipeline consumed the registrations %s after the last one", took.Round(time.Millisecond))
+	if wp != nil {
+		logf("warm-up: %s ramping to %.0f/s on %d devices of its own (not counted)", sc.Warmup.Duration.D(), sc.Warmup.Rate, len(wp.Devices))
+		if sum.Warmup, err = warmUp(ctx, st, sc, wp, warmRegs); err != nil {
+			return nil, err
+		}
+		w := sum.Warmup
+		if refused := w.Sent - w.Accepted; refused > 0 {
+			sum.Warnings = append(sum.Warnings, fmt.Sprintf("the warm-up (not counted) had %d of %d publishes refused (%s): the pipeline "+
+				"did not keep up with %.0f/s before the load phase started", refused, w.Sent, strings.TrimSpace(conditionList(w.Conditions)), w.Rate))
+		}
+		logf("warm-up: %d of %d accepted%s, answer p50/p99 %s/%s (first second %s/%s, last second %s/%s)", w.Accepted, w.Sent,
+			conditionList(w.Conditions), w.Ack.P50.Round(100*time.Microsecond), w.Ack.P99.Round(100*time.Microsecond),
+			w.AckFirstSecond.P50.Round(100*time.Microsecond), w.AckFirstSecond.P99.Round(100*time.Microsecond),
+			w.AckLastSecond.P50.Round(100*time.Microsecond), w.AckLastSecond.P99.Round(100*time.Microsecond))
+	}
+	sum.RegistrationsConsumed = took.Round(time.Millisecond).String()
 
 	pctx, pcancel := context.WithCancel(ctx)
 	defer pcancel()
@@ -100,7 +139,7 @@ func Run(ctx context.Context, opts Options) (*report.Summary, error) {
 		st.loadStarted = drv.start
 		defer func() { dcancel(); drv.wait() }() // before st.close
 	}
-	res, err := sendAll(ctx, opts, st, sc, plan, regs, sum)
+	res, err := sendAll(ctx, opts, st, sc, plan, regs, sum, events)
 	if err != nil {
 		return nil, err
 	}
@@ -109,7 +148,7 @@ func Run(ctx context.Context, opts Options) (*report.Summary, error) {
 		logf("load done; waiting for the faults to end")
 		faultRuns = drv.wait()
 	}
-	events := res.events
+	events = res.events
 	sum.SendLagMax = res.lagMax
 	loadStart := res.start
 	loadEnd := loadStart.Add(res.length)
@@ -140,13 +179,19 @@ func Run(ctx context.Context, opts Options) (*report.Summary, error) {
 		applyGrace(events, faultRuns, sc.Slack.D())
 	}
 	drained := time.Now()
-	arrivals := collectArrivals(st)
+	arrivals, warmWakes, err := collectArrivals(ctx, st)
+	if err != nil {
+		return nil, err
+	}
+	if sum.Warmup != nil {
+		sum.Warmup.Wakes = warmWakes
+	}
 	v := analyse(sum, sc, plan, events, res.httpKind, arrivals, loadStart, res.length)
 	judgeSteps(sum, sc, plan, events, v.leadE2E, loadStart, res.length, res.cpuWatch, res.cpu)
 
 	retried := chCheck(ctx, st, sc, sum, regs, events, loadStart, lastAnswer, logf)
 	sum.E2ELeadingFirst = firstAttempt(v, retried)
-	received := kafkaCheck(ctx, st, sc, plan, regs, sum, logf)
+	received := kafkaCheck(ctx, st, sc, plan, regs, wp, warmRegs, sum, logf)
 	if drv != nil {
 		judgeFaults(sum, sc, events, received, v, arrivals, faultRuns, loadStart, drained)
 	}
@@ -170,8 +215,8 @@ func Run(ctx context.Context, opts Options) (*report.Summary, error) {
 }
 
 // registerAll registers every device through POST /v1/registrations, 16 at a time.
-func registerAll(ctx context.Context, base string, sc *scenario.Scenario, plan *scenario.Plan) ([]registration, error) {
-	regs := make([]registration, len(plan.Devices))
+func registerAll(ctx context.Context, base string, sc *scenario.Scenario, devices []scenario.Device) ([]registration, error) {
+	regs := make([]registration, len(devices))
 	client := &http.Client{Timeout: 30 * time.Second}
 	var next atomic.Int64
 	var firstErr error
@@ -183,10 +228,10 @@ func registerAll(ctx context.Context, base string, sc *scenario.Scenario, plan *
 			defer wg.Done()
 			for {
 				i := int(next.Add(1) - 1)
-				if i >= len(plan.Devices) || ctx.Err() != nil {
+				if i >= len(devices) || ctx.Err() != nil {
 					return
 				}
-				d := plan.Devices[i]
+				d := devices[i]
 				body, _ := json.Marshal(map[string]string{"app": sc.Apps[d.App].ID, "token": d.Token, "environment": "production"})
 				var r registration
 				err := postJSON(ctx, client, base+"/v1/registrations", "", body, http.StatusOK, &r)
@@ -195,7 +240,7 @@ func registerAll(ctx context.Context, base string, sc *scenario.Scenario, plan *
 				}
 				if err != nil {
 					once.Do(func() { firstErr = fmt.Errorf("register device %d: %w", i, err) })
-					next.Store(int64(len(plan.Devices)))
+					next.Store(int64(len(devices)))
 					return
 				}
 				regs[i] = r
@@ -253,9 +298,12 @@ type sendResult struct {
 // as possible after it when the sender is behind; latency always counts from the intended
 // time, so a stall cannot hide). With a ramp it stops early once the scheduler falls more
 // than ramp.max_lag behind or ingest refuses more than 1 % of the current step.
-func sendAll(ctx context.Context, opts Options, st *stack, sc *scenario.Scenario, plan *scenario.Plan, regs []registration, sum *report.Summary) (*sendResult, error) {
+// events has room for every planned publish (allocated before the warm-up: a schedule of
+// millions of publishes is hundreds of MB, and the garbage collector's cycle that follows the
+// allocation should not fall into the load phase).
+func sendAll(ctx context.Context, opts Options, st *stack, sc *scenario.Scenario, plan *scenario.Plan, regs []registration, sum *report.Summary,
+	events []analysis.Event) (*sendResult, error) {
 	n := len(plan.Publishes)
-	events := make([]analysis.Event, n)
 	httpKind := make([]bool, n)
 	out := &sendResult{cpuWatch: st.cpuWatch(), length: sc.Duration.D()}
 	stepSent := make([]atomic.Int64, len(plan.Steps))
@@ -305,7 +353,7 @@ func sendAll(ctx context.Context, opts Options, st *stack, sc *scenario.Scenario
 				}
 				s, a := sent.Load(), accepted.Load()
 				fmt.Fprintf(opts.Progress, "\r[%4.0fs] offered %6d/s  sent %6d/s  accepted %6d/s  in flight %5d  errors %d  wakes %d  total %d/%d   ",
-					time.Since(began).Seconds(), offered.Load(), s-lastSent, a-lastAcc, len(sem), errs.Load(), st.arrivals.total(), s, n)
+					time.Since(began).Seconds(), offered.Load(), s-lastSent, a-lastAcc, len(sem), errs.Load(), st.mocks.count(), s, n)
 				lastSent, lastAcc = s, a
 			}
 		}()
@@ -370,41 +418,9 @@ func sendAll(ctx context.Context, opts Options, st *stack, sc *scenario.Scenario
 		if pub.HTTP {
 			httpKind[i] = true
 			sum.SentHTTP++
-			base := st.ingestURLs[rr%len(st.ingestURLs)]
-			rr++
-			body, _ := json.Marshal(map[string]any{"node": r.Node, "secret": r.Secret, "urgent": pub.Urgent, "important": true, "message_count": 1})
-			go func(i, step int) {
-				err := postJSON(ctx, client, base+"/v1/events", eventToken, body, http.StatusAccepted, nil)
-				cond := ""
-				if err != nil {
-					var se *statusError
-					if errors.As(err, &se) {
-						cond = fmt.Sprintf("http-%d", se.code)
-					} else {
-						cond = "http-failed"
-					}
-				}
-				finish(i, step, time.Now(), err == nil, cond)
-			}(i, step)
-			continue
 		}
-		srvIdx := dev.Servers[pub.Account]
-		srv := st.servers[srvIdx]
-		account := fmt.Sprintf("u%d.%d@%s", pub.Device, pub.Account, srv.Domain)
 		k := step
-		err := srv.Publish(account, r.Node, r.Secret, pub.Urgent, func(a xmppserver.Answer) {
-			cond := ""
-			switch {
-			case a.Err != nil:
-				cond = "no-answer"
-			case !a.OK():
-				cond = a.ErrorType + ":" + a.Condition
-			}
-			finish(i, k, a.At, a.OK(), cond)
-		})
-		if err != nil {
-			finish(i, step, time.Now(), false, "not-sent")
-		}
+		st.publish(ctx, client, &rr, "u", pub, dev, r, func(at time.Time, ok bool, cond string) { finish(i, k, at, ok, cond) })
 	}
 	if out.stopped == "" {
 		// The schedule's end, not the last publish: the load phase lasted the whole duration.
@@ -448,26 +464,71 @@ func sendAll(ctx context.Context, opts Options, st *stack, sc *scenario.Scenario
 	return out, nil
 }
 
-// collectArrivals merges the APNs mock's recorded arrivals (OnPush) with the FCM mock's
-// messages, sorted by time per device.
-func collectArrivals(st *stack) map[int32][]analysis.Arrival {
-	out := map[int32][]analysis.Arrival{}
-	st.arrivals.mu.Lock()
-	for dev, as := range st.arrivals.byDev {
-		for _, a := range as {
-			out[dev] = append(out[dev], analysis.Arrival{At: a.at, WakeID: a.wakeID})
-		}
+// publish sends pub for device dev (registration r) through the HTTP event API (pub.HTTP; the
+// ingest processes taken in turn, *rr counting) or as a publish IQ from the device's account on
+// its XMPP server (accounts are named <prefix><device>.<account>@<server domain>), and calls done
+// exactly once with the answer: when it came, whether ingest accepted the publish, and else the
+// condition ("wait:resource-constraint", "http-503", "no-answer", "not-sent", …).
+func (st *stack) publish(ctx context.Context, client *http.Client, rr *int, prefix string, pub scenario.Publish, dev scenario.Device,
+	r registration, done func(at time.Time, ok bool, cond string)) {
+	if pub.HTTP {
+		base := st.ingestURLs[*rr%len(st.ingestURLs)]
+		*rr++
+		body, _ := json.Marshal(map[string]any{"node": r.Node, "secret": r.Secret, "urgent": pub.Urgent, "important": true, "message_count": 1})
+		go func() {
+			err := postJSON(ctx, client, base+"/v1/events", eventToken, body, http.StatusAccepted, nil)
+			cond := ""
+			if err != nil {
+				var se *statusError
+				if errors.As(err, &se) {
+					cond = fmt.Sprintf("http-%d", se.code)
+				} else {
+					cond = "http-failed"
+				}
+			}
+			done(time.Now(), err == nil, cond)
+		}()
+		return
 	}
-	st.arrivals.mu.Unlock()
-	for _, m := range st.fcm.Messages() {
-		dev, ok := st.arrivals.tokens[m.Token]
+	srv := st.servers[dev.Servers[pub.Account]]
+	account := fmt.Sprintf("%s%d.%d@%s", prefix, pub.Device, pub.Account, srv.Domain)
+	err := srv.Publish(account, r.Node, r.Secret, pub.Urgent, func(a xmppserver.Answer) {
+		cond := ""
+		switch {
+		case a.Err != nil:
+			cond = "no-answer"
+		case !a.OK():
+			cond = a.ErrorType + ":" + a.Condition
+		}
+		done(a.At, a.OK(), cond)
+	})
+	if err != nil {
+		done(time.Now(), false, "not-sent")
+	}
+}
+
+// collectArrivals maps the mocks' pushes to devices by token, sorted by time per device
+// (unknown tokens under -1), and counts the warm-up devices' pushes apart.
+func collectArrivals(ctx context.Context, st *stack) (map[int32][]analysis.Arrival, int, error) {
+	all, err := st.mocks.arrivals(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	out := map[int32][]analysis.Arrival{}
+	warm := 0
+	for _, a := range all {
+		dev, ok := st.arrivals.tokens[a.Token]
 		if !ok {
+			if st.arrivals.warm[a.Token] {
+				warm++
+				continue
+			}
 			dev = -1
 		}
-		out[dev] = append(out[dev], analysis.Arrival{At: m.ReceivedAt, WakeID: m.Data["wake_id"]})
+		out[dev] = append(out[dev], analysis.Arrival{At: time.Unix(0, a.At), WakeID: a.WakeID})
 	}
 	for _, as := range out {
 		sortArrivals(as)
 	}
-	return out
+	return out, warm, nil
 }

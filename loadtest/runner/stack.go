@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -17,8 +16,8 @@ import (
 
 	"github.com/wakepush/wakepush/deploy/local/chdb"
 	"github.com/wakepush/wakepush/deploy/local/kafkabroker"
+	"github.com/wakepush/wakepush/loadtest/mockhost"
 	"github.com/wakepush/wakepush/loadtest/mocks/apnsmock"
-	"github.com/wakepush/wakepush/loadtest/mocks/fcmmock"
 	"github.com/wakepush/wakepush/loadtest/procs"
 	"github.com/wakepush/wakepush/loadtest/scenario"
 	"github.com/wakepush/wakepush/loadtest/xmppserver"
@@ -33,34 +32,10 @@ const (
 	fcmProject = "wakepush-loadtest"
 )
 
-// arrivalLog records the wakes the mocks received per device.
+// arrivalLog maps the mocks' pushes to devices by token.
 type arrivalLog struct {
-	mu     sync.Mutex
-	byDev  map[int32][]arrival
-	count  int
 	tokens map[string]int32
-}
-
-type arrival struct {
-	at     time.Time
-	wakeID string
-}
-
-func (l *arrivalLog) add(token string, at time.Time, wakeID string) {
-	dev, ok := l.tokens[token]
-	if !ok {
-		dev = -1
-	}
-	l.mu.Lock()
-	l.byDev[dev] = append(l.byDev[dev], arrival{at, wakeID})
-	l.count++
-	l.mu.Unlock()
-}
-
-func (l *arrivalLog) total() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.count
+	warm   map[string]bool // the warm-up devices' tokens: counted, never analysed
 }
 
 // stack is the pipeline under test.
@@ -70,8 +45,7 @@ type stack struct {
 	chTmp      string
 	chTCP      string
 	database   string
-	apns       *apnsmock.Server
-	fcm        *fcmmock.Server
+	mocks      providerMocks
 	servers    []*xmppserver.Server
 	ingestURLs []string
 	procs      []*procs.Process
@@ -89,30 +63,23 @@ type stack struct {
 	loadStarted func(start time.Time)
 }
 
-func latencyFunc(l scenario.LatencySpec) func() time.Duration {
-	switch l.Dist {
-	case "fixed":
-		return apnsmock.FixedLatency(l.Min.D())
-	case "uniform":
-		return apnsmock.UniformLatency(l.Min.D(), l.Max.D())
-	case "exponential":
-		return apnsmock.ExponentialLatency(l.Min.D(), l.Mean.D(), l.Max.D())
-	}
-	return nil
-}
-
 // startStack starts Kafka, ClickHouse (unless opts.ClickHouseTCP is set), the provider mocks,
 // the XMPP servers and the four services.
-func startStack(ctx context.Context, opts Options, sc *scenario.Scenario, plan *scenario.Plan, logf func(string, ...any)) (st *stack, err error) {
-	st = &stack{arrivals: &arrivalLog{byDev: map[int32][]arrival{}, tokens: map[string]int32{}}}
+func startStack(ctx context.Context, opts Options, sc *scenario.Scenario, plan *scenario.Plan, wp *scenario.WarmupPlan,
+	logf func(string, ...any)) (_ *stack, err error) {
+	st := &stack{arrivals: &arrivalLog{tokens: map[string]int32{}, warm: map[string]bool{}}}
 	defer func() {
 		if err != nil {
-			st.close()
-			st = nil
+			st.close() // st, not the result: `return nil, err` has already set the result to nil
 		}
 	}()
 	for _, d := range plan.Devices {
 		st.arrivals.tokens[d.Token] = int32(d.Index)
+	}
+	if wp != nil {
+		for _, d := range wp.Devices {
+			st.arrivals.warm[d.Token] = true
+		}
 	}
 	dir := opts.ReportDir
 	began := time.Now()
@@ -126,9 +93,18 @@ func startStack(ctx context.Context, opts Options, sc *scenario.Scenario, plan *
 		}
 		bins[svc] = b
 	}
+	if !opts.InProcessMocks {
+		b, err := opts.Build(MocksPackage)
+		if err != nil {
+			return nil, err
+		}
+		bins["mocks"] = b
+	}
 	logf("built the services in %s", time.Since(began).Round(time.Millisecond))
 
-	if sc.HasFault(scenario.FaultKafkaFreeze, scenario.FaultKafkaRestart) {
+	if !opts.InProcessBroker || sc.HasFault(scenario.FaultKafkaFreeze, scenario.FaultKafkaRestart) {
+		// A process of its own by default: its CPU is then its own in the report (not the
+		// generator's), and the generator's heap and goroutines do not slow the broker.
 		// fsync per batch only when the broker is to be SIGKILLed: without, a crash loses
 		// acknowledged records by design (kfake, like Kafka, flushes on segment roll).
 		killed := slices.ContainsFunc(sc.Faults, func(f scenario.Fault) bool { return f.Kind == scenario.FaultKafkaRestart && f.Signal == "kill" })
@@ -166,31 +142,9 @@ func startStack(ctx context.Context, opts Options, sc *scenario.Scenario, plan *
 	}
 	st.database = fmt.Sprintf("loadtest_%d", time.Now().UnixNano())
 
-	lat := latencyFunc(sc.Mock.Latency)
-	st.apns, err = apnsmock.New(apnsmock.Config{
-		Addr: "127.0.0.1:0", Latency: lat, Rate500: sc.Mock.Rate500, Rate503: sc.Mock.Rate503,
-		MaxRecords: -1,
-		OnPush: func(p apnsmock.Push) {
-			var body struct {
-				WakeID string `json:"wake_id"`
-			}
-			json.Unmarshal(p.Payload, &body)
-			st.arrivals.add(p.Token, p.ReceivedAt, body.WakeID)
-		},
-	})
-	if err != nil {
-		return nil, fmt.Errorf("apns mock: %w", err)
-	}
-	key, p8, err := apnsmock.NewSigningKey()
+	_, p8, err := apnsmock.NewSigningKey()
 	if err != nil {
 		return nil, err
-	}
-	st.apns.AddKey(teamID, keyID, &key.PublicKey)
-	st.fcm, err = fcmmock.New(fcmmock.Config{Addr: "127.0.0.1:0", ProjectID: fcmProject,
-		MaxRecords: 4*len(plan.Publishes) + 1000,
-		Faults:     fcmmock.Faults{Rate500: sc.Mock.Rate500, Rate503: sc.Mock.Rate503, Latency: lat}})
-	if err != nil {
-		return nil, fmt.Errorf("fcm mock: %w", err)
 	}
 	write := func(name string, b []byte) (string, error) {
 		p := filepath.Join(dir, name)
@@ -200,29 +154,31 @@ func startStack(ctx context.Context, opts Options, sc *scenario.Scenario, plan *
 	if err != nil {
 		return nil, err
 	}
-	caFile, err := write("apns-ca.pem", st.apns.CACertPEM())
-	if err != nil {
-		return nil, err
+	mcfg := mockhost.Config{Dir: dir, Latency: mockhost.Latency{Dist: sc.Mock.Latency.Dist, MinNS: int64(sc.Mock.Latency.Min),
+		MeanNS: int64(sc.Mock.Latency.Mean), MaxNS: int64(sc.Mock.Latency.Max)}, Rate500: sc.Mock.Rate500, Rate503: sc.Mock.Rate503,
+		TeamID: teamID, KeyID: keyID, KeyFile: keyFile, FCMProject: fcmProject, FCMMaxRecords: 4*len(plan.Publishes) + 1000}
+	if wp != nil {
+		mcfg.FCMMaxRecords += 4 * len(wp.Publishes)
 	}
-	fcmCA, err := write("fcm-ca.pem", st.fcm.CACertPEM())
-	if err != nil {
-		return nil, err
+	for _, a := range sc.Apps {
+		if a.Platform == "apns" {
+			mcfg.Topics = append(mcfg.Topics, a.ID)
+		}
 	}
-	saFile := filepath.Join(dir, "fcm-sa.json")
-	if err := st.fcm.WriteServiceAccount(saFile, fcmProject); err != nil {
-		return nil, err
+	if st.mocks, err = startMocks(ctx, bins["mocks"], dir, mcfg); err != nil {
+		return nil, fmt.Errorf("provider mocks: %w", err)
 	}
+	inf := st.mocks.info()
 	var apps strings.Builder
 	apps.WriteString("apps:\n")
 	for _, a := range sc.Apps {
 		fmt.Fprintf(&apps, "  - id: %s\n    platform: %s\n    coalesce:\n      min_interval: %s\n", a.ID, a.Platform, a.MinInterval.D())
 		if a.Platform == "apns" {
-			st.apns.AddTopic(a.ID)
 			fmt.Fprintf(&apps, "    apns: {topic: %s, team_id: %s, key_id: %s, key_file: %q, endpoint: %q, ca_file: %q}\n",
-				a.ID, teamID, keyID, keyFile, st.apns.URL(), caFile)
+				a.ID, teamID, keyID, keyFile, inf.APNsURL, inf.APNsCAFile)
 		} else {
 			fmt.Fprintf(&apps, "    fcm: {project_id: %s, credentials_file: %q, endpoint: %q, ca_file: %q}\n",
-				fcmProject, saFile, st.fcm.URL(), fcmCA)
+				fcmProject, inf.FCMServiceAccount, inf.FCMURL, inf.FCMCAFile)
 		}
 	}
 	appsFile, err := write("apps.yaml", []byte(apps.String()))
@@ -358,11 +314,8 @@ func (st *stack) close() {
 	for _, s := range st.servers {
 		s.Close()
 	}
-	if st.apns != nil {
-		st.apns.Close()
-	}
-	if st.fcm != nil {
-		st.fcm.Close()
+	if st.mocks != nil {
+		st.mocks.close()
 	}
 	if st.ch != nil {
 		st.ch.Stop()

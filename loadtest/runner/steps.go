@@ -3,6 +3,7 @@ package runner
 import (
 	"fmt"
 	"os"
+	"runtime"
 	"time"
 
 	"github.com/wakepush/wakepush/loadtest/analysis"
@@ -13,12 +14,14 @@ import (
 
 // cpuSample is every watched process's CPU time at one moment.
 type cpuSample struct {
-	at  time.Time
-	cpu []time.Duration // by cpuWatch index; -1 when unreadable
+	at      time.Time
+	cpu     []time.Duration // by cpuWatch index; -1 when unreadable
+	machine time.Duration   // every CPU's busy time (proccpu.Machine); -1 when unreadable
 }
 
 // cpuWatch samples the CPU time of the stack's processes: each service, ClickHouse (when the
-// run started it) and this process (the generator, kfake and the mocks).
+// run started it), the Kafka broker (a child process unless Options.InProcessBroker) and this
+// process (the generator and the mocks, and kfake when in process), and the machine's.
 type cpuWatch struct {
 	names []string
 	pids  []int
@@ -38,6 +41,10 @@ func (st *stack) cpuWatch() *cpuWatch {
 		w.names = append(w.names, "kafka")
 		w.pids = append(w.pids, st.broker.Pid())
 	}
+	if p := st.mocks.proc(); p != nil { // the provider mocks as a child process (mocks.go)
+		w.names = append(w.names, "mocks")
+		w.pids = append(w.pids, p.Pid())
+	}
 	w.names = append(w.names, "loadtest")
 	w.pids = append(w.pids, os.Getpid())
 	return w
@@ -52,7 +59,21 @@ func (w *cpuWatch) sample() cpuSample {
 		}
 		s.cpu[i] = d
 	}
+	if m, err := proccpu.Machine(); err == nil {
+		s.machine = m
+	} else {
+		s.machine = -1
+	}
 	return s
+}
+
+// machine is the cores the whole machine used between a and b (every process; -1: unknown).
+func (w *cpuWatch) machine(a, b cpuSample) float64 {
+	wall := b.at.Sub(a.at).Seconds()
+	if wall <= 0 || a.machine < 0 || b.machine < 0 {
+		return -1
+	}
+	return (b.machine - a.machine).Seconds() / wall
 }
 
 // cores is the cores each process used between a and b (CPU time / wall time).
@@ -69,6 +90,21 @@ func (w *cpuWatch) cores(a, b cpuSample) map[string]float64 {
 		out[n] = (b.cpu[i] - a.cpu[i]).Seconds() / wall
 	}
 	return out
+}
+
+// sharedMachineCores is how many cores other processes may use during a step before the report
+// warns that the machine was shared.
+const sharedMachineCores = 0.2
+
+// othersCores is what the machine used beyond the watched processes (-1: unknown).
+func othersCores(cpu map[string]float64, machine float64) float64 {
+	if machine < 0 || cpu == nil {
+		return -1
+	}
+	for _, c := range cpu {
+		machine -= c
+	}
+	return machine
 }
 
 // judgeSteps measures every step of the load phase that was (at least partly) sent and, for
@@ -105,6 +141,7 @@ func judgeSteps(sum *report.Summary, sc *scenario.Scenario, plan *scenario.Plan,
 		st.Leading = analysis.Summarize(lead)
 		if k+1 < len(cpu) {
 			st.CPU = w.cores(cpu[k], cpu[k+1])
+			st.MachineCores = w.machine(cpu[k], cpu[k+1])
 		}
 		st.Sustained = true
 		if r := sc.Ramp; r != nil {
@@ -124,6 +161,11 @@ func judgeSteps(sum *report.Summary, sc *scenario.Scenario, plan *scenario.Plan,
 			if r.MaxLeadingP99 > 0 && st.Leading.P99 > r.MaxLeadingP99.D() {
 				miss("leading p99 %s", st.Leading.P99.Round(time.Millisecond))
 			}
+		}
+		if others := othersCores(st.CPU, st.MachineCores); others > sharedMachineCores {
+			sum.Warnings = append(sum.Warnings, fmt.Sprintf("the machine was shared: at %.0f/s offered, other processes used %.2f cores "+
+				"(the machine %.2f of %d): the pipeline and the harness had less than the whole machine, the figures understate it",
+				step.Rate, others, st.MachineCores, runtime.NumCPU()))
 		}
 		sum.Steps = append(sum.Steps, st)
 	}

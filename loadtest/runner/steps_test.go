@@ -96,3 +96,38 @@ func TestJudgeSteps(t *testing.T) {
 		t.Errorf("with leading p99 20 ms over a 10 ms bound: max sustained %v, step 1 %+v", sum.Ramp.MaxSustained, sum.Steps[0])
 	}
 }
+
+// TestSharedMachine: the machine's busy time beyond the watched processes is the others' share;
+// a step where it exceeds sharedMachineCores is a warning, never a failure.
+func TestSharedMachine(t *testing.T) {
+	w := &cpuWatch{names: []string{"ingest", "loadtest"}}
+	at := time.Unix(100, 0)
+	cpu := []cpuSample{
+		{at: at, cpu: []time.Duration{0, 0}, machine: 10 * time.Second},
+		{at: at.Add(2 * time.Second), cpu: []time.Duration{time.Second, time.Second}, machine: 13 * time.Second},
+	}
+	if m := w.machine(cpu[0], cpu[1]); m != 1.5 {
+		t.Fatalf("machine %v cores, want 1.5", m)
+	}
+	if o := othersCores(w.cores(cpu[0], cpu[1]), 1.5); o < 0.49 || o > 0.51 {
+		t.Fatalf("others %v cores, want 0.5", o)
+	}
+	if o := othersCores(map[string]float64{"ingest": 1}, -1); o != -1 {
+		t.Fatalf("others with the machine unknown: %v", o)
+	}
+	sc := &scenario.Scenario{Rate: 100}
+	plan := &scenario.Plan{Steps: []scenario.Step{{Rate: 100, From: 0, To: 2 * time.Second}}}
+	start := time.Unix(1000, 0)
+	events := []analysis.Event{{Intended: start, Sent: start, Answered: start.Add(time.Millisecond), Accepted: true}}
+	sum := &report.Summary{}
+	judgeSteps(sum, sc, plan, events, []time.Duration{-1}, start, 2*time.Second, w, cpu)
+	if len(sum.Warnings) != 1 || len(sum.Failures) != 0 || sum.Steps[0].MachineCores != 1.5 {
+		t.Errorf("warnings %q, failures %q, step %+v", sum.Warnings, sum.Failures, sum.Steps[0])
+	}
+	cpu[1].machine = 12*time.Second + 100*time.Millisecond // others 0.05 cores: no warning
+	sum = &report.Summary{}
+	judgeSteps(sum, sc, plan, events, []time.Duration{-1}, start, 2*time.Second, w, cpu)
+	if len(sum.Warnings) != 0 {
+		t.Errorf("warnings %q", sum.Warnings)
+	}
+}

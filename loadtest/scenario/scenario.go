@@ -88,6 +88,9 @@ type Scenario struct {
 	Faults []Fault `yaml:"faults" json:"faults,omitempty"`
 	// Recovery says when the pipeline counts as recovered from a fault (faults.go).
 	Recovery Recovery `yaml:"recovery" json:"recovery"`
+	// Warmup is traffic sent before the load phase, after the devices are registered, to
+	// devices of its own (warmup.go). On by default.
+	Warmup Warmup `yaml:"warmup" json:"warmup"`
 }
 
 // Ramp is the find-max-rate mode. The offered (open-loop) rate starts at the scenario's Rate
@@ -278,6 +281,7 @@ func (s *Scenario) defaults() {
 		s.Mock.Latency.Dist = "none"
 	}
 	s.faultDefaults()
+	s.warmupDefaults()
 }
 
 // MaxMinInterval is the longest min_interval of the scenario's apps.
@@ -414,6 +418,7 @@ func (s *Scenario) Validate() error {
 		}
 	}
 	s.validateFaults(bad)
+	s.validateWarmup(bad)
 	return errors.Join(errs...)
 }
 

@@ -1,6 +1,7 @@
 // Command loadtest runs a load-test scenario against the whole wakepush pipeline, which it
 // starts itself (kfake, ClickHouse, APNs/FCM mocks, the four services built from the
-// workspace), and writes a Markdown report, a JSON summary and PNG plots.
+// workspace, each a process of its own), warms it up, and writes a Markdown report, a JSON
+// summary and PNG plots.
 //
 //	go run ./loadtest/cmd/loadtest -scenario loadtest/scenarios/standard.yaml
 //
@@ -35,6 +36,8 @@ func run() int {
 	race := flag.Bool("race", false, "build the services with -race")
 	quiet := flag.Bool("quiet", false, "no progress line")
 	profile := flag.Duration("profile", 0, "fetch a CPU profile of this length (e.g. 30s) from every service in the middle of the load phase; saved in the report dir, top functions in report.md")
+	inBroker := flag.Bool("inprocess-broker", false, "run kfake inside the load test process instead of as a child process (its CPU then counts as the load test's)")
+	inMocks := flag.Bool("inprocess-mocks", false, "run the provider mocks inside the load test process instead of as a child process (their CPU then counts as the load test's)")
 	flag.Parse()
 	if *scenarioPath == "" || flag.NArg() > 0 {
 		fmt.Fprintln(os.Stderr, "usage: loadtest -scenario FILE [flags]")
@@ -65,7 +68,7 @@ func run() int {
 	defer stop()
 	opts := runner.Options{
 		Scenario: sc, ReportDir: dir, Build: procs.GoBuild(root, binDir, *race), Race: *race,
-		ClickHouseTCP: *chAddr, ComponentMode: *mode, Profile: *profile,
+		ClickHouseTCP: *chAddr, ComponentMode: *mode, Profile: *profile, InProcessBroker: *inBroker, InProcessMocks: *inMocks,
 		Logf: func(format string, args ...any) {
 			fmt.Fprintf(os.Stderr, "loadtest: "+format+"\n", args...)
 		},
