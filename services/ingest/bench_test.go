@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -118,10 +119,11 @@ func procCPU(b *testing.B, pid int) time.Duration {
 // time, independent of what else runs on the machine.
 func benchBinary(b *testing.B, rate float64) {
 	r, pid, pprofAddr := newBinaryRig(b)
-	if out := os.Getenv("WAKEPUSH_BENCH_CPUPROFILE"); out != "" {
-		// The binary's CPU profile over the first 3 s of the run.
+	if out := os.Getenv("WAKEPUSH_BENCH_CPUPROFILE"); out != "" && b.N > 1 {
+		// The binary's CPU profile over the first 3 s (WAKEPUSH_BENCH_CPUPROFILE_SECONDS) of the run.
+		secs := cmp.Or(os.Getenv("WAKEPUSH_BENCH_CPUPROFILE_SECONDS"), "3")
 		go func() {
-			resp, err := http.Get("http://" + pprofAddr + "/debug/pprof/profile?seconds=3")
+			resp, err := http.Get("http://" + pprofAddr + "/debug/pprof/profile?seconds=" + secs)
 			if err != nil {
 				b.Error(err)
 				return
@@ -135,6 +137,10 @@ func benchBinary(b *testing.B, rate float64) {
 			defer f.Close()
 			io.Copy(f, resp.Body)
 		}()
+	}
+	if out := os.Getenv("WAKEPUSH_BENCH_ALLOCPROFILE"); out != "" && b.N > 1 {
+		// The binary's allocations (sampled, since it started) once the run is over.
+		defer fetchProfile(b, "http://"+pprofAddr+"/debug/pprof/allocs", out)
 	}
 	r.refused = 0
 	cpu0 := procCPU(b, pid)
@@ -151,6 +157,23 @@ func benchBinary(b *testing.B, rate float64) {
 	if cpu > 0 {
 		b.ReportMetric(float64(b.N)/cpu.Seconds(), "publishes/core_s")
 	}
+}
+
+// fetchProfile writes the profile at url to the file out.
+func fetchProfile(b *testing.B, url, out string) {
+	resp, err := http.Get(url)
+	if err != nil {
+		b.Error(err)
+		return
+	}
+	defer resp.Body.Close()
+	f, err := os.Create(out)
+	if err != nil {
+		b.Error(err)
+		return
+	}
+	defer f.Close()
+	io.Copy(f, resp.Body)
 }
 
 // BenchmarkBinarySustained: the ingest binary on one core, closed loop.

@@ -444,12 +444,35 @@ func readStreamError(el *xmpp.Element) *StreamError {
 func (cn *conn) write(s string) error {
 	cn.wmu.Lock()
 	defer cn.wmu.Unlock()
+	return cn.writeLocked([]byte(s))
+}
+
+// answerBufs are buffers for IQ results, reused.
+var answerBufs = sync.Pool{New: func() any { b := make([]byte, 0, 256); return &b }}
+
+// writeResult sends the result answer to iq.
+func (cn *conn) writeResult(iq xmpp.IQ, payload string) error {
+	bp := answerBufs.Get().(*[]byte)
+	b := xmpp.AppendResultXML((*bp)[:0], iq, payload)
+	cn.wmu.Lock()
+	err := cn.writeLocked(b)
+	cn.wmu.Unlock()
+	if cap(b) <= 4096 {
+		*bp = b[:0]
+		answerBufs.Put(bp)
+	}
+	return err
+}
+
+// writeLocked writes b; cn.wmu is held.
+func (cn *conn) writeLocked(b []byte) error {
 	if cn.closed {
 		return net.ErrClosed
 	}
-	cn.nc.SetWriteDeadline(time.Now().Add(cn.c.cfg.WriteTimeout))
-	_, err := io.WriteString(cn.nc, s)
-	cn.lastW.Store(time.Now().UnixNano())
+	now := time.Now()
+	cn.nc.SetWriteDeadline(now.Add(cn.c.cfg.WriteTimeout))
+	_, err := cn.nc.Write(b)
+	cn.lastW.Store(now.UnixNano())
 	if err != nil {
 		// A failed write leaves the stream in an unknown state: end the connection.
 		cn.closed = true
@@ -690,15 +713,15 @@ func (c *Component) discoInfo() string {
 
 // answer writes the result or error of iq and records its latency.
 func (cn *conn) answer(iq xmpp.IQ, kind string, start time.Time, payload string, serr *xmpp.StanzaError) {
-	var s string
 	k := answerKey{kind: kind, answer: "result"}
+	var err error
 	if serr == nil {
-		s = xmpp.ResultXML(iq, payload)
+		err = cn.writeResult(iq, payload)
 	} else {
-		s = xmpp.ErrorXML(iq, serr)
 		k.answer, k.condition = serr.Type, serr.Condition
+		err = cn.write(xmpp.ErrorXML(iq, serr))
 	}
-	if err := cn.write(s); err != nil {
+	if err != nil {
 		// Only the sender's domain: a full JID (ad-hoc commands come from users) names a user
 		// and their device.
 		cn.c.log.Warn("could not answer IQ", "kind", kind, "id", iq.ID, "from_domain", xmpp.Domain(iq.From), "err", err)

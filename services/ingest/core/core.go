@@ -231,16 +231,23 @@ func (in *Ingester) Publish(ctx context.Context, ev Event) (id string, err error
 	in.metrics.inflight(ctx, source, 1)
 	defer in.metrics.inflight(ctx, source, -1)
 	span := trace.SpanFromContext(ctx)
+	// Span attributes only on a recorded span (an unsampled one ignores them, but building
+	// them costs).
+	recording := span.IsRecording()
 	defer func() {
 		in.metrics.Publish(ctx, source, CodeOf(err))
-		span.SetAttributes(attribute.String("wakepush.outcome", string(CodeOf(err))))
+		if recording {
+			span.SetAttributes(attribute.String("wakepush.outcome", string(CodeOf(err))))
+		}
 	}()
 
 	d, err := in.verify(ev.Node, ev.Secret)
 	if err != nil {
 		return "", err
 	}
-	span.SetAttributes(attribute.String("wakepush.device_id", d.node.DeviceID), attribute.String("wakepush.app", d.app.ID))
+	if recording {
+		span.SetAttributes(attribute.String("wakepush.device_id", d.node.DeviceID), attribute.String("wakepush.app", d.app.ID))
+	}
 	if in.cfg.Devices.Unregistered(d.node.DeviceID, d.node.RegistrationID) {
 		return "", fail(CodeGone, "the device is unregistered", nil)
 	}
@@ -262,7 +269,9 @@ func (in *Ingester) Publish(ctx context.Context, ev Event) (id string, err error
 	if err := in.produce(ctx, kafkax.Record{Topic: topics.Events, Key: pe.DeviceId, Msg: pe}); err != nil {
 		return "", err
 	}
-	span.SetAttributes(attribute.String("wakepush.event_id", pe.Id))
+	if recording {
+		span.SetAttributes(attribute.String("wakepush.event_id", pe.Id))
+	}
 	return pe.Id, nil
 }
 

@@ -28,7 +28,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"strings"
+	"sync"
 
 	"github.com/wakepush/wakepush/services/internal/config"
 )
@@ -77,6 +79,17 @@ type Keys struct {
 	regIDs  []byte // derived from device: the key of derived registration ids
 	current NodeKey
 	byID    map[string][]byte
+	// macs holds, per key id, HMACs already keyed with that key (Reset returns one to its
+	// keyed state), so that verifying a secret does not set up an HMAC each time.
+	macs map[string]*sync.Pool
+}
+
+// nodeMAC is a keyed HMAC with room for what verifying computes.
+type nodeMAC struct {
+	h   hash.Hash
+	in  []byte
+	sum [sha256.Size]byte
+	enc [44]byte // base64 of sum
 }
 
 // New validates the keys; nodeKeys[0] is the current key.
@@ -88,7 +101,8 @@ func New(deviceKey []byte, nodeKeys []NodeKey) (*Keys, error) {
 	if len(nodeKeys) == 0 {
 		errs = append(errs, errors.New("at least one node key is required"))
 	}
-	k := &Keys{device: append([]byte(nil), deviceKey...), byID: make(map[string][]byte, len(nodeKeys))}
+	k := &Keys{device: append([]byte(nil), deviceKey...), byID: make(map[string][]byte, len(nodeKeys)),
+		macs: make(map[string]*sync.Pool, len(nodeKeys))}
 	// A subkey, so that no registration-id input can ever collide with a device-id input.
 	k.regIDs = hmacSum(k.device, []byte("wakepush registration id key v1"))
 	for i, nk := range nodeKeys {
@@ -104,7 +118,9 @@ func New(deviceKey []byte, nodeKeys []NodeKey) (*Keys, error) {
 			errs = append(errs, fmt.Errorf("node key id %q is listed twice", nk.ID))
 			continue
 		}
-		k.byID[nk.ID] = append([]byte(nil), nk.Key...)
+		key := append([]byte(nil), nk.Key...)
+		k.byID[nk.ID] = key
+		k.macs[nk.ID] = &sync.Pool{New: func() any { return &nodeMAC{h: hmac.New(sha256.New, key)} }}
 		if i == 0 {
 			k.current = NodeKey{ID: nk.ID, Key: k.byID[nk.ID]}
 		}
@@ -228,17 +244,22 @@ func ParseNode(node string) (Node, error) {
 	var n Node
 	switch version {
 	case VersionV1:
-		parts := strings.SplitN(rest, ".", 3)
-		if len(parts) != 3 {
+		// kid.device.app (the app may contain dots)
+		kid, r1, ok1 := strings.Cut(rest, ".")
+		dev, app, ok2 := strings.Cut(r1, ".")
+		if !ok1 || !ok2 {
 			return Node{}, ErrMalformedNode
 		}
-		n = Node{KeyID: parts[0], DeviceID: parts[1], App: parts[2]}
+		n = Node{KeyID: kid, DeviceID: dev, App: app}
 	case VersionV2:
-		parts := strings.SplitN(rest, ".", 4)
-		if len(parts) != 4 || !ValidRegistrationID(parts[2]) {
+		// kid.device.registration.app
+		kid, r1, ok1 := strings.Cut(rest, ".")
+		dev, r2, ok2 := strings.Cut(r1, ".")
+		reg, app, ok3 := strings.Cut(r2, ".")
+		if !ok1 || !ok2 || !ok3 || !ValidRegistrationID(reg) {
 			return Node{}, ErrMalformedNode
 		}
-		n = Node{KeyID: parts[0], DeviceID: parts[1], RegistrationID: parts[2], App: parts[3]}
+		n = Node{KeyID: kid, DeviceID: dev, RegistrationID: reg, App: app}
 	default:
 		return Node{}, ErrMalformedNode
 	}
@@ -347,12 +368,22 @@ func (k *Keys) Verify(node, sec string) (Node, error) {
 	if err != nil {
 		return Node{}, err
 	}
-	key, ok := k.byID[n.KeyID]
+	macs, ok := k.macs[n.KeyID]
 	if !ok {
 		return Node{}, ErrUnknownKey
 	}
-	want := secret(key, node)
-	if subtle.ConstantTimeCompare([]byte(want), []byte(sec)) != 1 {
+	// secret(key, node), compared in constant time, with a pooled keyed HMAC.
+	m := macs.Get().(*nodeMAC)
+	m.h.Reset()
+	m.in = append(m.in[:0], node...)
+	m.h.Write(m.in)
+	m.h.Sum(m.sum[:0])
+	base64.RawURLEncoding.Encode(m.enc[:], m.sum[:])
+	good := subtle.ConstantTimeCompare(m.enc[:SecretLen], []byte(sec)) == 1
+	if cap(m.in) <= 1024 {
+		macs.Put(m)
+	}
+	if !good {
 		return Node{}, ErrBadSecret
 	}
 	return n, nil

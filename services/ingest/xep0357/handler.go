@@ -66,9 +66,15 @@ func ErrorFor(err error) *xmpp.StanzaError {
 // It records the event (acks=all) before answering.
 func (h *Handler) HandlePublish(ctx context.Context, iq xmpp.IQ) (string, *xmpp.StanzaError) {
 	sender := xmpp.Domain(iq.From)
-	ctx, span := h.tracer.Start(ctx, "xep0357 publish", trace.WithSpanKind(trace.SpanKindServer),
-		trace.WithAttributes(attribute.String("xmpp.from_domain", sender), attribute.String("xmpp.to_domain", xmpp.Domain(iq.To))))
+	// Attributes only on a recorded span: for an unsampled one (the default without an
+	// exporter) building them costs more than the span (the standard samplers decide on the
+	// parent and the trace id, not on attributes).
+	ctx, span := h.tracer.Start(ctx, "xep0357 publish", trace.WithSpanKind(trace.SpanKindServer))
 	defer span.End()
+	recording := span.IsRecording()
+	if recording {
+		span.SetAttributes(attribute.String("xmpp.from_domain", sender), attribute.String("xmpp.to_domain", xmpp.Domain(iq.To)))
+	}
 
 	p, err := ParsePublish(iq.Payload)
 	if err != nil {
@@ -76,7 +82,9 @@ func (h *Handler) HandlePublish(ctx context.Context, iq xmpp.IQ) (string, *xmpp.
 		span.SetAttributes(attribute.String("wakepush.outcome", string(core.CodeMalformed)))
 		return "", xmpp.NewError(xmpp.ErrorModify, xmpp.BadRequest, err.Error())
 	}
-	span.SetAttributes(attribute.Bool("wakepush.important", p.Summary.Important), attribute.Bool("wakepush.urgent", p.Urgent))
+	if recording {
+		span.SetAttributes(attribute.Bool("wakepush.important", p.Summary.Important), attribute.Bool("wakepush.urgent", p.Urgent))
+	}
 	if module := p.Options[PushModuleField]; h.core.IsTokenNode(p.Node, module) {
 		span.SetAttributes(attribute.String("wakepush.convention", "token_node"))
 		_, err = h.core.PublishToken(ctx, core.TokenEvent{

@@ -181,6 +181,9 @@ func parseSummary(x *xmpp.Element) Summary {
 
 // parseCount reads a non-negative count leniently: anything unparsable is 0, overflow clamps.
 func parseCount(v string) uint32 {
+	if v == "" || v[0] < '0' || v[0] > '9' {
+		return 0 // not a number (ParseUint would say so with an allocated error)
+	}
 	n, err := strconv.ParseUint(v, 10, 64)
 	if err != nil {
 		var ne *strconv.NumError

@@ -1,6 +1,7 @@
 package xmpp
 
 import (
+	"bytes"
 	"encoding/xml"
 	"errors"
 	"fmt"
@@ -17,9 +18,12 @@ var (
 	ErrRestrictedXML = errors.New("xmpp: restricted XML (DTD) in stream")
 )
 
-// limitedByteReader is a buffered io.ByteReader that counts the bytes the decoder consumes and
-// refuses to go past limit. It is its own buffer (no bufio underneath): the decoder calls
-// ReadByte once per input byte, so one interface call per byte is all it costs.
+// initialBuffer is the size of a stream's read buffer (it grows for a stanza that does not fit).
+const initialBuffer = 16 << 10
+
+// limitedByteReader is the stream's read buffer. For the encoding/xml decoder (the exact path)
+// it is an io.ByteReader that counts the bytes the decoder consumes and refuses to go past
+// limit; the fast path (fast.go) parses buf[pos:end] directly.
 type limitedByteReader struct {
 	r        io.Reader
 	buf      []byte
@@ -42,14 +46,29 @@ func (l *limitedByteReader) ReadByte() (byte, error) {
 	return c, nil
 }
 
-// fill reads more input; it reports false (with l.err set) when there is none.
+// fill reads more input after the unread bytes buf[pos:end] (moved to the front; the buffer
+// doubles when they fill it); it reports false (with l.err set) when there is none.
 func (l *limitedByteReader) fill() bool {
 	if l.err != nil {
 		return false
 	}
+	switch {
+	case l.pos == l.end && len(l.buf) > 4*initialBuffer:
+		// A large stanza grew the buffer: give it back.
+		l.buf = make([]byte, initialBuffer)
+		l.pos, l.end = 0, 0
+	case l.pos > 0:
+		l.end = copy(l.buf, l.buf[l.pos:l.end])
+		l.pos = 0
+	}
+	if l.end == len(l.buf) {
+		nb := make([]byte, 2*len(l.buf))
+		copy(nb, l.buf[:l.end])
+		l.buf = nb
+	}
 	for i := 0; i < 100; i++ {
-		n, err := l.r.Read(l.buf)
-		l.pos, l.end = 0, n
+		n, err := l.r.Read(l.buf[l.end:])
+		l.end += n
 		if err != nil {
 			l.err = err
 		}
@@ -62,6 +81,14 @@ func (l *limitedByteReader) fill() bool {
 	}
 	l.err = io.ErrNoProgress
 	return false
+}
+
+// peek returns the next unread byte without consuming it (ok false at the end of the input).
+func (l *limitedByteReader) peek() (byte, bool) {
+	if l.pos == l.end && !l.fill() {
+		return 0, false
+	}
+	return l.buf[l.pos], true
 }
 
 func (l *limitedByteReader) Read(p []byte) (int, error) {
@@ -99,6 +126,14 @@ type openElement struct {
 // (not well-formed → *xml.SyntaxError) and resolving namespace prefixes, with encoding/xml's
 // rules (unprefixed attributes have no namespace, prefix xml is the XML namespace, an unknown
 // prefix stays as it is).
+//
+// Stanzas are first parsed by a purpose-built parser straight from the read buffer (fast.go),
+// which accepts only the XML it can read exactly as encoding/xml does (ASCII names, quoted
+// attributes, character data with the predefined entities and character references); at
+// anything else (comments, CDATA, processing instructions, DTDs, non-ASCII names, anything not
+// well-formed, a stanza over the size limit, a stanza that keeps arriving in pieces) it gives
+// the stanza, from its first byte, to the decoder, which then decides. FuzzFastReaderMatchesDecoder
+// checks the two read the same trees and fail the same way.
 type StreamReader struct {
 	lr        *limitedByteReader
 	dec       *xml.Decoder
@@ -106,14 +141,30 @@ type StreamReader struct {
 	b         Builder
 	ns        []nsBinding
 	open      []openElement
+
+	// slowNext: the next stanza goes to the decoder (it may hold a token of the stream header).
+	slowNext bool
+	// decoderOnly turns the fast path off (tests: the reference it is compared with).
+	decoderOnly bool
+	// decoded counts the stanzas the decoder read (tests).
+	decoded int
+	// ws is the white space consumed at the top level since the last top-level token (it
+	// counts against the size limit of the text token the decoder would have read).
+	ws   int64
+	fast fastParser
+	// pendingEnd is "</" and the root name of the stanza the fast path found incomplete
+	// (empty if it did not get past its start tag); the first pendingSearched bytes of the
+	// stanza do not contain it.
+	pendingEnd      []byte
+	pendingSearched int
 }
 
 // NewStreamReader reads from r with a per-stanza size limit in bytes.
 func NewStreamReader(r io.Reader, maxStanza int) *StreamReader {
-	lr := &limitedByteReader{r: r, buf: make([]byte, 4096), limit: int64(maxStanza)}
+	lr := &limitedByteReader{r: r, buf: make([]byte, initialBuffer), limit: int64(maxStanza)}
 	dec := xml.NewDecoder(lr)
 	dec.Strict = true
-	return &StreamReader{lr: lr, dec: dec, maxStanza: int64(maxStanza)}
+	return &StreamReader{lr: lr, dec: dec, maxStanza: int64(maxStanza), slowNext: true}
 }
 
 const xmlNamespaceURL = "http://www.w3.org/XML/1998/namespace"
@@ -225,9 +276,71 @@ func (s *StreamReader) Header() (xml.StartElement, error) {
 // peer ends the stream, ErrStanzaTooLarge when an element exceeds the limit, and a wrapped
 // *xml.SyntaxError when the XML is not well-formed: all three end the stream.
 func (s *StreamReader) Next() (*Element, error) {
+	if !s.slowNext && !s.decoderOnly {
+		for tries := 0; ; {
+			el, res, err := s.fastNextElement()
+			if res == fastDone {
+				return el, err
+			}
+			if res == fastSlow {
+				break
+			}
+			// fastMore: wait for more input, unless the stanza keeps arriving in pieces (each
+			// try parses it from its start again).
+			if s.lr.pos < s.lr.end {
+				if tries++; tries > maxFastTries {
+					break
+				}
+			}
+			if !s.awaitMore() {
+				break // the decoder reports the end of the input as it always did
+			}
+		}
+	}
+	return s.decodeNext()
+}
+
+// awaitMore reads more input, until the stanza the fast path found incomplete may be complete:
+// its root's end tag arrived (or the size limit is reached). It reports false at the end of the
+// input.
+func (s *StreamReader) awaitMore() bool {
+	for {
+		if !s.lr.fill() {
+			return false
+		}
+		if len(s.pendingEnd) == 0 {
+			return true
+		}
+		data := s.lr.buf[s.lr.pos:s.lr.end]
+		from := max(0, s.pendingSearched-len(s.pendingEnd)+1)
+		s.pendingSearched = len(data)
+		if len(data) > int(s.maxStanza)+1 || bytes.Contains(data[from:], s.pendingEnd) {
+			return true
+		}
+	}
+}
+
+// maxFastTries bounds how often the fast path parses a stanza that is not complete yet.
+const maxFastTries = 4
+
+// decodeNext reads the next top-level element with the decoder.
+func (s *StreamReader) decodeNext() (*Element, error) {
+	first := true
 	for {
 		if s.b.Depth() == 0 {
 			s.lr.limit = s.lr.n + s.maxStanza
+			if first && s.ws > 0 {
+				// White space before this was consumed by the fast path: with the decoder, it
+				// would have been one text token with what follows (a stanza's '<' is its last
+				// byte).
+				if c, ok := s.lr.peek(); ok && c == '<' {
+					s.lr.limit++
+				} else {
+					s.lr.limit -= s.ws
+				}
+			}
+			first = false
+			s.ws = 0
 		}
 		tok, err := s.token()
 		if err != nil {
@@ -245,6 +358,10 @@ func (s *StreamReader) Next() (*Element, error) {
 				return nil, ErrStreamClosed
 			}
 			if s.b.End() {
+				// A complete stanza leaves the decoder with nothing read ahead: the fast path
+				// can go on from here.
+				s.slowNext = false
+				s.decoded++
 				return s.b.Root(), nil
 			}
 		case xml.CharData:

@@ -79,6 +79,37 @@ func ResultXML(iq IQ, payload string) string {
 	return b.String()
 }
 
+// AppendResultXML appends ResultXML(iq, payload) to dst.
+func AppendResultXML(dst []byte, iq IQ, payload string) []byte {
+	dst = append(dst, "<iq type='result' id='"...)
+	dst = appendEscaped(dst, iq.ID)
+	dst = append(dst, '\'')
+	if iq.To != "" {
+		dst = append(dst, " from='"...)
+		dst = appendEscaped(dst, iq.To)
+		dst = append(dst, '\'')
+	}
+	if iq.From != "" {
+		dst = append(dst, " to='"...)
+		dst = appendEscaped(dst, iq.From)
+		dst = append(dst, '\'')
+	}
+	if payload == "" {
+		return append(dst, "/>"...)
+	}
+	dst = append(dst, '>')
+	dst = append(dst, payload...)
+	return append(dst, "</iq>"...)
+}
+
+// appendEscaped appends Escape(s).
+func appendEscaped(dst []byte, s string) []byte {
+	if !needsEscape(s) {
+		return append(dst, s...)
+	}
+	return append(dst, Escape(s)...)
+}
+
 // ErrorXML returns the error answer to iq. The original payload is not echoed: it may carry
 // message content (the notification summary) that must not travel further.
 func ErrorXML(iq IQ, e *StanzaError) string {

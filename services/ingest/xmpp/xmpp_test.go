@@ -73,3 +73,17 @@ func TestAnswers(t *testing.T) {
 		}
 	}
 }
+
+func TestAppendResultXML(t *testing.T) {
+	for _, iq := range []xmpp.IQ{
+		{ID: `a'<"&`, From: "example.com", To: "push.example.org"},
+		{ID: "1"},
+		{ID: "x", From: "caf\u00e9.example"},
+	} {
+		for _, payload := range []string{"", "<query xmlns='urn:x'/>"} {
+			if got, want := string(xmpp.AppendResultXML([]byte("pre"), iq, payload)), "pre"+xmpp.ResultXML(iq, payload); got != want {
+				t.Errorf("AppendResultXML(%+v, %q) = %s, want %s", iq, payload, got, want)
+			}
+		}
+	}
+}
