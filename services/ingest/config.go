@@ -49,6 +49,7 @@ type settings struct {
 	ComponentKeepAlive   time.Duration
 	ComponentMaxStanza   int
 	ComponentMaxInFlight int
+	ComponentAdmitWait   time.Duration
 	ComponentBackoffMax  time.Duration
 
 	AdhocApps       string
@@ -85,7 +86,9 @@ func (c *settings) register(s *config.Set) {
 	s.String(&c.ComponentJID, "component-jid", "WAKEPUSH_COMPONENT_JID", "", "the component's JID (the App Server JID clients enable push with), e.g. push.example.org")
 	s.Duration(&c.ComponentKeepAlive, "component-keepalive", "WAKEPUSH_COMPONENT_KEEPALIVE", 30*time.Second, "whitespace keepalive interval on an idle component connection")
 	s.Int(&c.ComponentMaxStanza, "component-max-stanza", "WAKEPUSH_COMPONENT_MAX_STANZA", 64<<10, "largest stanza accepted on the component connection, in bytes (larger ones end the stream)")
-	s.Int(&c.ComponentMaxInFlight, "component-max-inflight", "WAKEPUSH_COMPONENT_MAX_INFLIGHT", 256, "publishes processed concurrently per component connection; more are answered wait/resource-constraint")
+	s.Int(&c.ComponentMaxInFlight, "component-max-inflight", "WAKEPUSH_COMPONENT_MAX_INFLIGHT", 256, "publishes processed concurrently per component connection; more wait up to WAKEPUSH_COMPONENT_ADMISSION_WAIT, then are answered wait/resource-constraint")
+	s.Duration(&c.ComponentAdmitWait, "component-admission-wait", "WAKEPUSH_COMPONENT_ADMISSION_WAIT", 250*time.Millisecond,
+		"how long a publish over the in-flight limit waits for a free slot (reading stops meanwhile: back-pressure through TCP) before it is refused; 0: refused at once")
 	s.Duration(&c.ComponentBackoffMax, "component-backoff-max", "WAKEPUSH_COMPONENT_BACKOFF_MAX", 30*time.Second, "longest delay between component reconnect attempts")
 	s.String(&c.AdhocApps, "adhoc-apps", "WAKEPUSH_ADHOC_APPS", "", "p2/Conversations ad-hoc commands: service=app[,…] (services apns, fcm); empty: no commands")
 	s.String(&c.AdhocRate, "adhoc-rate", "WAKEPUSH_ADHOC_RATE", "10/m:10", "ad-hoc commands per account (bare JID), N/s|m|h[:burst] (0: unlimited); more are answered wait/resource-constraint")
@@ -249,6 +252,7 @@ func (c *settings) loadComponents(chk *config.Check, l *loaded) {
 	chk.Require(c.ComponentKeepAlive >= time.Second, "WAKEPUSH_COMPONENT_KEEPALIVE must be at least 1s")
 	chk.Require(c.ComponentMaxStanza >= 4096, "WAKEPUSH_COMPONENT_MAX_STANZA must be at least 4096 bytes")
 	chk.Require(c.ComponentMaxInFlight >= 1, "WAKEPUSH_COMPONENT_MAX_INFLIGHT must be >= 1")
+	chk.Require(c.ComponentAdmitWait >= 0 && c.ComponentAdmitWait <= 10*time.Second, "WAKEPUSH_COMPONENT_ADMISSION_WAIT must be in [0, 10s]")
 	chk.Require(c.ComponentBackoffMax >= time.Second, "WAKEPUSH_COMPONENT_BACKOFF_MAX must be at least 1s")
 	for _, e := range entries {
 		secret, ok := secrets[e.JID]
@@ -276,6 +280,7 @@ func (c *settings) loadComponents(chk *config.Check, l *loaded) {
 				KeepAlive:     c.ComponentKeepAlive,
 				MaxStanzaSize: c.ComponentMaxStanza,
 				MaxInFlight:   c.ComponentMaxInFlight,
+				AdmissionWait: admissionWait(c.ComponentAdmitWait),
 				BackoffMax:    c.ComponentBackoffMax,
 			})
 		}
@@ -346,4 +351,12 @@ func (c *settings) loadConventions(chk *config.Check, l *loaded) {
 		chk.Add(fmt.Errorf("WAKEPUSH_PUSH_MODULES_DEVICE_RATE: %w", err))
 	}
 	l.Tokens = &core.TokenNodeConfig{Modules: mods, SenderRate: sr, DeviceRate: dr}
+}
+
+// admissionWait is the setting as component.Config wants it (0 there means the default).
+func admissionWait(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1 // refused at once
+	}
+	return d
 }

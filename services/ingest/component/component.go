@@ -5,7 +5,8 @@
 //
 // Robustness rules: a well-formed stanza never kills the stream (anything malformed gets an IQ
 // error of type modify/bad-request); handlers that do I/O run concurrently up to a per-connection
-// limit, above which IQs are answered wait/resource-constraint at once; a stanza larger than the
+// limit, above which an IQ waits briefly for a free slot (back-pressure through TCP) and is then
+// answered wait/resource-constraint; a stanza larger than the
 // size limit, XML that is not well-formed, or a DTD end the stream with the matching stream error
 // and the client reconnects. On shutdown the client stops reading, lets in-flight handlers finish
 // and answers them, then closes the stream.
@@ -70,6 +71,12 @@ type Config struct {
 	MaxStanzaSize int
 	// MaxInFlight bounds concurrently running limited handlers per connection (256).
 	MaxInFlight int
+	// AdmissionWait is how long an IQ that finds MaxInFlight handlers running waits for one to
+	// finish before it is answered wait/resource-constraint (250ms; negative: not at all). The
+	// read loop waits meanwhile, so the XMPP server feels the pressure through TCP: a stall of
+	// Kafka acks shorter than this (a GC pause, a busy host) slows publishes instead of refusing
+	// them.
+	AdmissionWait time.Duration
 	// BackoffMin and BackoffMax bound the reconnect delay (500ms, 30s); each delay is drawn
 	// uniformly from [d/2, d] with d doubling per failed attempt.
 	BackoffMin, BackoffMax time.Duration
@@ -149,6 +156,9 @@ func New(cfg Config) (*Component, error) {
 	}
 	if cfg.MaxStanzaSize <= 0 {
 		cfg.MaxStanzaSize = 64 << 10
+	}
+	if cfg.AdmissionWait == 0 {
+		cfg.AdmissionWait = 250 * time.Millisecond
 	}
 	if cfg.MaxInFlight <= 0 {
 		cfg.MaxInFlight = 256
@@ -615,9 +625,7 @@ func (cn *conn) dispatch(el *xmpp.Element) {
 			cn.answer(iq, r.name, start, payload, serr)
 			return
 		}
-		select {
-		case cn.sem <- struct{}{}:
-		default:
+		if !cn.admit() {
 			if cn.c.cfg.Overloaded != nil {
 				cn.c.cfg.Overloaded(context.Background(), r.name)
 			}
@@ -651,6 +659,29 @@ func (cn *conn) dispatch(el *xmpp.Element) {
 		cn.answer(iq, "ping", start, "", nil)
 	default:
 		cn.answer(iq, "unsupported", start, "", xmpp.NewError(xmpp.ErrorCancel, xmpp.ServiceUnavailable, ""))
+	}
+}
+
+// admit takes a handler slot, waiting up to AdmissionWait for one (the read loop waits with
+// it, or until the handlers' context ends at shutdown); false: the IQ is refused.
+func (cn *conn) admit() bool {
+	select {
+	case cn.sem <- struct{}{}:
+		return true
+	default:
+	}
+	if cn.c.cfg.AdmissionWait <= 0 {
+		return false
+	}
+	t := time.NewTimer(cn.c.cfg.AdmissionWait)
+	defer t.Stop()
+	select {
+	case cn.sem <- struct{}{}:
+		return true
+	case <-t.C:
+		return false
+	case <-cn.hctx.Done():
+		return false
 	}
 }
 

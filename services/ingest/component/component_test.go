@@ -420,3 +420,66 @@ func TestConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+// A publish over the in-flight limit waits for a slot (AdmissionWait) instead of being refused
+// when one frees in time, and is refused once the wait passes without one.
+func TestAdmissionWait(t *testing.T) {
+	tests := []struct {
+		name    string
+		wait    time.Duration
+		release bool // the first handler finishes while the second publish waits
+		refused bool
+	}{
+		{"slot frees within the wait", time.Minute, true, false},
+		{"no slot within the wait", 200 * time.Millisecond, false, true},
+		{"no wait", -1, true, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := newFakeServer(t)
+			release := make(chan struct{})
+			started := make(chan string, 4)
+			var overloaded atomic.Int32
+			_, cancel, _ := start(t, srv, component.Config{MaxInFlight: 1, AdmissionWait: tt.wait, Overloaded: func(context.Context, string) { overloaded.Add(1) }},
+				func(c *component.Component) {
+					c.Handle("set", xmpp.NSPubSub, "pubsub", "publish", true, func(ctx context.Context, iq xmpp.IQ) (string, *xmpp.StanzaError) {
+						started <- iq.ID
+						if iq.ID == "first" {
+							<-release
+						}
+						return "", nil
+					})
+				})
+			defer cancel()
+			sc := srv.next()
+			pub := func(id string) string {
+				return `<iq type='set' id='` + id + `' from='example.com' to='push.example.org'><pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='n'/></pubsub></iq>`
+			}
+			sc.send(pub("first"))
+			<-started
+			sc.send(pub("second"))
+			if tt.release {
+				time.Sleep(50 * time.Millisecond) // the second is waiting for the slot (or refused)
+				close(release)
+			}
+			answers := map[string]*xmpp.Element{}
+			for len(answers) < 2 {
+				el := sc.mustRead()
+				answers[el.AttrValue("id")] = el
+				if !tt.release && el.AttrValue("id") == "second" {
+					close(release)
+				}
+			}
+			typ, cond := iqErr(answers["second"])
+			if got := typ == "wait" && cond == "resource-constraint"; got != tt.refused {
+				t.Fatalf("second publish: %+v (refused %v, want %v)", answers["second"], got, tt.refused)
+			}
+			if !tt.refused && answers["second"].AttrValue("type") != "result" {
+				t.Fatalf("second publish admitted but answered %+v", answers["second"])
+			}
+			if want := map[bool]int32{true: 1, false: 0}[tt.refused]; overloaded.Load() != want {
+				t.Fatalf("overload reported %d times, want %d", overloaded.Load(), want)
+			}
+		})
+	}
+}
