@@ -61,6 +61,7 @@ type GroupReader struct {
 	onAssign func(int32, []int)
 	onRevoke func(int32, []int)
 
+	sticky  *stickyBalancer
 	cg      *kafka.ConsumerGroup
 	fetched chan fetched
 	// current is the generation whose records FetchMessage returns and through which
@@ -106,6 +107,7 @@ func NewGroupReader(cfg *Config, opts GroupReaderOptions) (*GroupReader, error) 
 		session = 30 * time.Second
 	}
 	log = log.With("group", opts.Group, "topic", opts.Topic)
+	sticky := &stickyBalancer{}
 	cg, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
 		ID:                    opts.Group,
 		Brokers:               cfg.Brokers,
@@ -116,8 +118,11 @@ func NewGroupReader(cfg *Config, opts GroupReaderOptions) (*GroupReader, error) 
 		HeartbeatInterval:     session / 10,
 		JoinGroupBackoff:      time.Second,
 		WatchPartitionChanges: true,
-		Logger:                kafka.LoggerFunc(func(f string, a ...any) { log.Debug(fmt.Sprintf(f, a...), "component", "kafka-group") }),
-		ErrorLogger:           kafka.LoggerFunc(func(f string, a ...any) { log.Warn(fmt.Sprintf(f, a...), "component", "kafka-group") }),
+		// Sticky first (members keep their partitions across rebalances); range when a member
+		// does not offer it (an older version during a rolling upgrade).
+		GroupBalancers: []kafka.GroupBalancer{sticky, kafka.RangeGroupBalancer{}},
+		Logger:         kafka.LoggerFunc(func(f string, a ...any) { log.Debug(fmt.Sprintf(f, a...), "component", "kafka-group") }),
+		ErrorLogger:    kafka.LoggerFunc(func(f string, a ...any) { log.Warn(fmt.Sprintf(f, a...), "component", "kafka-group") }),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("consumer group %s: %w", opts.Group, err)
@@ -131,6 +136,7 @@ func NewGroupReader(cfg *Config, opts GroupReaderOptions) (*GroupReader, error) 
 		log:      log,
 		onAssign: opts.OnAssign,
 		onRevoke: opts.OnRevoke,
+		sticky:   sticky,
 		cg:       cg,
 		fetched:  make(chan fetched, fetchedBuffer),
 		cancel:   cancel,
@@ -172,6 +178,7 @@ func (r *GroupReader) runGeneration(gen *kafka.Generation) {
 		offsets[a.ID] = a.Offset
 	}
 	slices.Sort(g.partitions)
+	r.sticky.setOwned(r.topic, g.partitions) // offered to the leader at the next join
 	// A partition's offset is the group's committed offset, or kafka.FirstOffset (-2) where
 	// the group has none.
 	r.log.Info("joined consumer group", "generation", gen.ID, "member_id", gen.MemberID, "partitions", g.partitions, "offsets", offsets)

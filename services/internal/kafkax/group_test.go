@@ -481,3 +481,27 @@ func TestGroupReaderCloseHandsOver(t *testing.T) {
 	keys := produce(t, cfg, "after", 2)
 	sameKeys(t, "b", fetchN(t, b, len(keys)), keys)
 }
+
+// Rebalances are sticky: when a third member joins two, the two keep partitions they had and
+// take none they did not (kafka-go's range balancer deals them out afresh).
+func TestGroupReaderStickyRebalance(t *testing.T) {
+	cfg, logs := groupFixture(t)
+	const group = "sticky"
+	a := join(t, cfg, logs, group, "a")
+	waitAssigned(t, a, allPartitions)
+	b := join(t, cfg, logs, group, "b")
+	two := waitSplit(t, a, b)
+	c := join(t, cfg, logs, group, "c")
+	three := waitSplit(t, a, b, c)
+	for i, m := range []*member{a, b} {
+		if len(three[i].parts) == 0 {
+			t.Fatalf("%s owns nothing after c joined", m.name)
+		}
+		for _, p := range three[i].parts {
+			if !slices.Contains(two[i].parts, p) {
+				t.Errorf("%s took partition %d (had %v, now %v): a rebalance moved a partition between old members", m.name, p, two[i].parts, three[i].parts)
+			}
+		}
+	}
+	t.Logf("a %v → %v, b %v → %v, c %v", two[0].parts, three[0].parts, two[1].parts, three[1].parts, three[2].parts)
+}
