@@ -121,9 +121,11 @@ func parseRegistrationID(id string) (out [16]byte, hasID, ok bool) {
 // by device id with the same partition count (DESIGN §2), so the owner of push.wakes partition
 // p needs exactly the registrations of push.registrations partition p.
 //
-// A revoked partition is kept for Retain: a partition that comes back in the next generation
-// (the same members get the same partitions) is not loaded again. Only a partition new to the
-// instance makes its wakes wait, and only for its own load, never for the whole table's.
+// A revoked partition is kept for Retain: a partition that comes back in the next generation is
+// not loaded again (the group's assignment is sticky, kafkax.GroupReader, so an unchanged group
+// gives every member its partitions back and a new member takes only its share). Only a
+// partition new to the instance makes its wakes wait, and only for its own load, never for the
+// whole table's. A partition dropped before its load finished releases its waiters (gone).
 type Table struct {
 	cfg    *kafkax.Config // nil: a local table (tests): every partition is held and loaded on first use
 	log    *slog.Logger
@@ -144,6 +146,7 @@ type partition struct {
 	store  *store
 	tail   *tail.Tail    // nil in a local table
 	loaded chan struct{} // closed once the records written before the load began were read
+	gone   chan struct{} // closed when the table drops the partition (a load in progress ends)
 	ready  atomic.Bool   // loaded is closed (Get's fast path)
 	cancel context.CancelFunc
 	// revoked is when the group took the partition away; zero while owned.
@@ -241,6 +244,7 @@ func (t *Table) dropRevoked(now time.Time) {
 		if p.cancel != nil {
 			p.cancel()
 		}
+		close(p.gone)
 		devices += p.store.len()
 		delete(t.parts, id)
 		dropped = append(dropped, id)
@@ -254,7 +258,7 @@ func (t *Table) dropRevoked(now time.Time) {
 
 // addLocked creates a partition and starts its load (once Run runs).
 func (t *Table) addLocked(id int) *partition {
-	p := &partition{id: id, store: newStore(), loaded: make(chan struct{})}
+	p := &partition{id: id, store: newStore(), loaded: make(chan struct{}), gone: make(chan struct{})}
 	t.parts[id] = p
 	if t.cfg == nil {
 		close(p.loaded)
@@ -385,19 +389,24 @@ func (t *Table) Get(partition int, deviceID string) (Device, bool) {
 // records are written before the events they enable, so a device still unknown afterwards is
 // really unknown.
 func (t *Table) WaitCaughtUp(ctx context.Context, partition int) error {
-	p := t.hold(partition)
-	select {
-	case <-p.loaded:
-	case <-ctx.Done():
-		return fmt.Errorf("registrations of partition %d not loaded: %w", partition, ctx.Err())
+	for {
+		p := t.hold(partition)
+		select {
+		case <-p.loaded:
+		case <-p.gone:
+			continue // dropped while loading (revoked past Retain): held again, loaded afresh
+		case <-ctx.Done():
+			return fmt.Errorf("registrations of partition %d not loaded: %w", partition, ctx.Err())
+		}
+		if p.tail == nil {
+			return nil
+		}
+		return p.tail.WaitCaughtUp(ctx)
 	}
-	if p.tail == nil {
-		return nil
-	}
-	return p.tail.WaitCaughtUp(ctx)
 }
 
-// WaitLoaded waits until the partitions the table holds among partitions are loaded.
+// WaitLoaded waits until the partitions the table holds among partitions are loaded, or gone
+// (dropped, revoked past Retain, before their load finished: no longer this instance's).
 func (t *Table) WaitLoaded(ctx context.Context, partitions []int) error {
 	for _, id := range partitions {
 		p, ok := t.held(id)
@@ -406,6 +415,7 @@ func (t *Table) WaitLoaded(ctx context.Context, partitions []int) error {
 		}
 		select {
 		case <-p.loaded:
+		case <-p.gone:
 		case <-ctx.Done():
 			return ctx.Err()
 		}

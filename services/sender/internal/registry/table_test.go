@@ -203,3 +203,35 @@ func TestTableRetainZero(t *testing.T) {
 		t.Fatalf("Partitions %v after revoking 1 with Retain 0, want [0]", got)
 	}
 }
+
+// A partition dropped before its load finished (revoked past Retain while loading) releases
+// whoever waits for it: WaitLoaded returns (readiness), and WaitCaughtUp holds it again.
+func TestTableDroppedWhileLoading(t *testing.T) {
+	// An unreachable broker: the partition never loads.
+	tb := New(&kafkax.Config{Brokers: []string{"127.0.0.1:1"}}, slog.New(slog.DiscardHandler), Options{Retain: time.Second})
+	tb.Assign([]int{0})
+	defer runTable(t, tb)()
+	waited := make(chan error, 1)
+	go func() { waited <- tb.WaitLoaded(context.Background(), []int{0}) }()
+	tb.Revoke([]int{0})
+	select {
+	case err := <-waited:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("WaitLoaded still waiting long after the partition was dropped")
+	}
+	if got := tb.Partitions(); len(got) != 0 {
+		t.Fatalf("Partitions %v after the drop", got)
+	}
+	// WaitCaughtUp holds it again (and would load it); here it can only time out.
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if err := tb.WaitCaughtUp(ctx, 0); err == nil {
+		t.Fatal("WaitCaughtUp of a partition that cannot load returned nil")
+	}
+	if got := tb.Partitions(); !slices.Equal(got, []int{0}) {
+		t.Fatalf("Partitions %v after WaitCaughtUp, want [0]", got)
+	}
+}
