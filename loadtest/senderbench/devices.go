@@ -32,22 +32,29 @@ type Device struct {
 // seed gives the same devices), one event each accepted at now, and the wake covering it.
 func MakeDevices(n int, seed int64, now time.Time) []Device {
 	out := make([]Device, n)
-	var buf [16]byte
-	binary.BigEndian.PutUint64(buf[:8], uint64(seed))
 	for i := range out {
-		binary.BigEndian.PutUint64(buf[8:], uint64(i))
-		tok := sha256.Sum256(append([]byte("sender-bench token "), buf[:]...))
-		dev := sha256.Sum256(append([]byte("sender-bench device "), buf[:]...))
-		reg := sha256.Sum256(append([]byte("sender-bench registration "), buf[:]...))
-		d := &out[i]
-		d.Token = hex.EncodeToString(tok[:])
-		d.DeviceID = hex.EncodeToString(dev[:16])
-		d.RegistrationID = hex.EncodeToString(reg[:16])
-		d.EventID = records.NewID()
-		d.AcceptedAt = now
-		d.WakeID = records.NewID()
+		out[i] = MakeDevice(seed, i, now)
 	}
 	return out
+}
+
+// MakeDevice is device i of MakeDevices(n, seed, now) for any n > i (its event and wake ids
+// are new on every call), for tools that generate more devices than they can hold.
+func MakeDevice(seed int64, i int, now time.Time) Device {
+	var buf [16]byte
+	binary.BigEndian.PutUint64(buf[:8], uint64(seed))
+	binary.BigEndian.PutUint64(buf[8:], uint64(i))
+	tok := sha256.Sum256(append([]byte("sender-bench token "), buf[:]...))
+	dev := sha256.Sum256(append([]byte("sender-bench device "), buf[:]...))
+	reg := sha256.Sum256(append([]byte("sender-bench registration "), buf[:]...))
+	return Device{
+		Token:          hex.EncodeToString(tok[:]),
+		DeviceID:       hex.EncodeToString(dev[:16]),
+		RegistrationID: hex.EncodeToString(reg[:16]),
+		EventID:        records.NewID(),
+		AcceptedAt:     now,
+		WakeID:         records.NewID(),
+	}
 }
 
 // WriteDevices writes what the bare apns2 loop needs of each device, one per line:
