@@ -9,7 +9,7 @@ MODULES := schemas services loadtest loadtest/mocks deploy/local deploy/monitori
 PKGS := $(foreach m,$(MODULES),./$(m)/...)
 GOTEST_FLAGS ?= -race -shuffle=on -timeout 20m
 
-.PHONY: all build test test-short fuzz run demo-push loadtest loadtest-max chaos bench-sender proto monitoring images lint fmt clickhouse-lib jaeger kube-apiserver test-k8s clean-data help
+.PHONY: all build test test-short fuzz run demo-push loadtest loadtest-max chaos bench-sender bench-sender-memory proto monitoring images lint fmt clickhouse-lib jaeger kube-apiserver test-k8s clean-data help
 
 all: build
 
@@ -18,7 +18,7 @@ help: ## list targets
 
 build: ## build every binary into bin/
 	$(GO) build -o bin/ ./services/ingest ./services/coalescer ./services/sender ./services/recorder ./services/wakepushctl \
-		./loadtest/cmd/apns-mock ./loadtest/cmd/fcm-mock ./loadtest/cmd/loadtest ./loadtest/cmd/sender-bench ./deploy/local/cmd/wakepush-dev ./deploy/local/cmd/kafka-broker ./deploy/local/cmd/chdb-server
+		./loadtest/cmd/apns-mock ./loadtest/cmd/fcm-mock ./loadtest/cmd/loadtest ./loadtest/cmd/loadtest-mocks ./loadtest/cmd/sender-bench ./deploy/local/cmd/wakepush-dev ./deploy/local/cmd/kafka-broker ./deploy/local/cmd/chdb-server
 
 test: clickhouse-lib jaeger ## unit + integration tests (kfake, ClickHouse, APNs mock, Prosody), with -race
 	$(GO) vet $(PKGS)
@@ -38,11 +38,12 @@ test-short: ## unit tests only
 # -fuzztime races the Go 1.26 fuzz coordinator's deadline on a busy machine (golang/go#75804)
 # and fails with "context deadline exceeded" and no crasher.
 FUZZ_TARGETS := services/ingest/xep0357:FuzzParsePublish services/ingest/xep0357:FuzzHandlePublish \
-	services/ingest/xmpp:FuzzStreamReaderMatchesDecoder services/ingest/adhoc:FuzzCommand \
-	services/ingest/httpapi:FuzzAPI services/recorder:FuzzRecordRow services/coalescer:FuzzDecodeEvent
+	services/ingest/xmpp:FuzzStreamReaderMatchesDecoder services/ingest/xmpp:FuzzFastReaderMatchesDecoder services/ingest/adhoc:FuzzCommand \
+	services/ingest/httpapi:FuzzAPI services/recorder:FuzzRecordRow services/coalescer:FuzzDecodeEvent \
+	services/sender/internal/dedup:FuzzAcceptedWakeID services/sender/internal/apns:FuzzMarshalPayload
 FUZZ_EXECS ?= 1500000
 
-fuzz: ## run every fuzz target for FUZZ_EXECS inputs each (default 1.5M, ~10.5M in all); crashers land in testdata/fuzz
+fuzz: ## run every fuzz target for FUZZ_EXECS inputs each (default 1.5M, 15M in all); crashers land in testdata/fuzz
 	@mkdir -p .data/fuzz; summary=.data/fuzz/summary.tsv; printf 'target\texecs\tseconds\tresult\n' > $$summary; fail=0; \
 	for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; start=$$(date +%s); \
 	  if $(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZ_EXECS)x -timeout 2h ./$$pkg > .data/fuzz/$$fn.log 2>&1; then r=ok; else r=FAIL; fail=1; fi; \
@@ -71,6 +72,13 @@ chaos: ## chaos under sustained load: kill every service, freeze/restart Kafka, 
 SENDER_BENCH_FLAGS ?=
 bench-sender: ## sender vs bare apns2, CPU per push: 100k devices, 3 alternating runs, markdown table (~2 min)
 	$(GO) run ./loadtest/cmd/sender-bench $(SENDER_BENCH_FLAGS)
+
+# Memory per sender instance by registered devices and instance count, and the rebalance check
+# (loadtest/README.md, "Memory per instance"), e.g.
+# make bench-sender-memory SENDER_MEMORY_FLAGS='-devices 1000000,10000000 -json /tmp/sm.json'.
+SENDER_MEMORY_FLAGS ?=
+bench-sender-memory: ## memory per sender instance: 1M devices on 1, 2, 4 instances + a rebalance check, markdown table (~3 min)
+	$(GO) run ./loadtest/cmd/sender-memory $(SENDER_MEMORY_FLAGS)
 
 proto: $(BUF) ## regenerate schemas/gen with the pinned buf and protoc-gen-go; record gen/generated.sum
 	cd schemas && $(BUF) generate
