@@ -26,7 +26,7 @@ func TestSmoke(t *testing.T) {
 	const n = 20_000
 	began := time.Now()
 	rep, err := Run(context.Background(), Options{
-		Devices: []int{n}, Instances: []int{1, 2}, Partitions: 4, Retain: 2 * time.Second, StableFor: 2 * time.Second, Sequential: true,
+		Devices: []int{n}, Instances: []int{1, 2}, Partitions: 4, Retain: 2 * time.Second, StableFor: 2 * time.Second,
 		StableTimeout: 3 * time.Minute, WakeTimeout: 2 * time.Minute, Dir: t.TempDir(), Logf: t.Logf,
 		Build: func(pkg string) (string, error) { return stacktest.Build(t, pkg), nil },
 	})
@@ -71,9 +71,18 @@ func TestSmoke(t *testing.T) {
 	if rb == nil || len(rb.Wakes) != 4 {
 		t.Fatalf("rebalance %+v, want a wake per partition", rb)
 	}
+	anew := 0
 	for _, w := range rb.Wakes {
 		if w.Wait < 0 || w.Owner < 1 {
 			t.Errorf("wake of partition %d: %+v", w.Partition, w)
 		}
+		if w.LoadedAnew {
+			anew++
+		}
+	}
+	// The assignment is sticky: the third instance takes its share (4 partitions over 3: at
+	// most 2), and the two others load nothing anew.
+	if anew > 2 {
+		t.Errorf("%d of 4 partitions loaded anew after a third instance joined two, want at most 2: %+v", anew, rb.Wakes)
 	}
 }
