@@ -15,10 +15,10 @@ func TestMain(m *testing.M) { stacktest.Main(m) }
 // rebalance check, with the real binaries (built like the test), and checks that every figure is
 // there: each group's instances hold every device once between them, every partition has an
 // owner, the memory figures are read, and every wake of the rebalance check is pushed exactly
-// once. It asserts no memory or time figure. The instances start one after the other: started
-// at once, an instance whose first assignment is revoked and dropped while still loading never
-// becomes ready (a sender issue the full measurement reports), which a loaded CI machine could
-// hit even at this size.
+// once, and that the assignment is sticky (the joining instance takes only its share). It
+// asserts no memory or time figure. The instances of a group start at once, as in the full
+// measurement: an instance whose first assignment is revoked and dropped while still loading
+// must still become ready.
 func TestSmoke(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the sender, the broker and the mock")
