@@ -524,29 +524,8 @@ func distinct(rng *rand.Rand, n, k int) []int {
 func (s *Scenario) Expand() *Plan {
 	rng := rand.New(rand.NewPCG(s.Seed, 0x10ad7e57))
 	p := &Plan{Devices: make([]Device, s.Devices), Steps: s.steps()}
-	var total float64
-	for _, a := range s.Apps {
-		total += a.Share
-	}
 	for i := range p.Devices {
-		d := Device{Index: i, Servers: make([]int, s.AccountsPerDevice)}
-		x := rng.Float64() * total
-		for j, a := range s.Apps {
-			if x < a.Share || j == len(s.Apps)-1 {
-				d.App = j
-				break
-			}
-			x -= a.Share
-		}
-		if s.Apps[d.App].Platform == "apns" {
-			d.Token = fmt.Sprintf("%016x%016x%016x%016x", s.Seed, uint64(i), rng.Uint64(), rng.Uint64())
-		} else {
-			d.Token = fmt.Sprintf("lt%x_%d:APA91b%016x%016x", s.Seed, i, rng.Uint64(), rng.Uint64())
-		}
-		for k := range d.Servers {
-			d.Servers[k] = rng.IntN(s.XMPP.Servers)
-		}
-		p.Devices[i] = d
+		p.Devices[i] = s.device(rng, i, uint64(i), fmt.Sprint(i))
 	}
 
 	sh := s.Shape
@@ -629,4 +608,32 @@ func (s *Scenario) Expand() *Plan {
 		return 0
 	})
 	return p
+}
+
+// device draws device i: its app by the apps' shares, a token of the app's platform made of the
+// seed, tokenIndex / fcmTag (unique per device population) and random bits, and the XMPP
+// server of each of its accounts.
+func (s *Scenario) device(rng *rand.Rand, i int, tokenIndex uint64, fcmTag string) Device {
+	var total float64
+	for _, a := range s.Apps {
+		total += a.Share
+	}
+	d := Device{Index: i, Servers: make([]int, s.AccountsPerDevice)}
+	x := rng.Float64() * total
+	for j, a := range s.Apps {
+		if x < a.Share || j == len(s.Apps)-1 {
+			d.App = j
+			break
+		}
+		x -= a.Share
+	}
+	if s.Apps[d.App].Platform == "apns" {
+		d.Token = fmt.Sprintf("%016x%016x%016x%016x", s.Seed, tokenIndex, rng.Uint64(), rng.Uint64())
+	} else {
+		d.Token = fmt.Sprintf("lt%x_%s:APA91b%016x%016x", s.Seed, fcmTag, rng.Uint64(), rng.Uint64())
+	}
+	for k := range d.Servers {
+		d.Servers[k] = rng.IntN(s.XMPP.Servers)
+	}
+	return d
 }

@@ -90,29 +90,9 @@ func (s *Scenario) ExpandWarmup() *WarmupPlan {
 	}
 	rng := rand.New(rand.NewPCG(s.Seed, 0x3a3b0f))
 	p := &WarmupPlan{Devices: make([]Device, w.Devices)}
-	var total float64
-	for _, a := range s.Apps {
-		total += a.Share
-	}
 	for i := range p.Devices {
-		d := Device{Index: i, Servers: make([]int, s.AccountsPerDevice)}
-		x := rng.Float64() * total
-		for j, a := range s.Apps {
-			if x < a.Share || j == len(s.Apps)-1 {
-				d.App = j
-				break
-			}
-			x -= a.Share
-		}
-		if s.Apps[d.App].Platform == "apns" {
-			d.Token = fmt.Sprintf("%016x%016x%016x%016x", s.Seed, uint64(1)<<63|uint64(i), rng.Uint64(), rng.Uint64())
-		} else {
-			d.Token = fmt.Sprintf("lt%x_w%d:APA91b%016x%016x", s.Seed, i, rng.Uint64(), rng.Uint64())
-		}
-		for k := range d.Servers {
-			d.Servers[k] = rng.IntN(s.XMPP.Servers)
-		}
-		p.Devices[i] = d
+		// Tokens apart from the load phase's devices: the top bit of the index (APNs), "w" (FCM).
+		p.Devices[i] = s.device(rng, i, uint64(1)<<63|uint64(i), fmt.Sprint("w", i))
 	}
 	// rate(t) = r0 + (r1-r0)·t/T; the n-th publish goes out when the integral reaches n.
 	dur := w.Duration.D().Seconds()
