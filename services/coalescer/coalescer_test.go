@@ -513,7 +513,9 @@ func TestSettings(t *testing.T) {
 			t.Errorf("error %v does not mention %s", err, want)
 		}
 	}
-	if _, err := loadSettings([]string{"-apps-file=/nonexistent"}); err == nil || !errors.Is(err, os.ErrNotExist) {
+	// A path that cannot exist (a fixed one such as /nonexistent may, on a shared machine).
+	missing := filepath.Join(t.TempDir(), "no-such-apps.yaml")
+	if _, err := loadSettings([]string{"-apps-file=" + missing}); err == nil || !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("missing apps file: %v", err)
 	}
 }

@@ -66,6 +66,9 @@ func newCoalescer(cfg *settings, log *slog.Logger, p producer) (*coalescer, erro
 // (rebalance) or ctx ends, every runner commits what is safe and returns before the group moves
 // on. The group is always closed, so the member leaves at once instead of timing out.
 func (c *coalescer) consume(ctx context.Context) error {
+	// Sticky assignment: a member keeps its partitions across rebalances where the even spread
+	// allows, so a scale event restores only the partitions that really move.
+	sticky := &kafkax.StickyBalancer{}
 	group, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
 		ID:                    c.cfg.Group,
 		Brokers:               c.cfg.Kafka.Brokers,
@@ -76,6 +79,7 @@ func (c *coalescer) consume(ctx context.Context) error {
 		HeartbeatInterval:     c.cfg.SessionTimeout / 10,
 		JoinGroupBackoff:      time.Second,
 		WatchPartitionChanges: true,
+		GroupBalancers:        []kafka.GroupBalancer{sticky, kafka.RangeGroupBalancer{}},
 		Logger:                kafka.LoggerFunc(func(f string, a ...any) { c.log.Debug(fmt.Sprintf(f, a...), "component", "kafka-group") }),
 		ErrorLogger:           kafka.LoggerFunc(func(f string, a ...any) { c.log.Warn(fmt.Sprintf(f, a...), "component", "kafka-group") }),
 	})
@@ -98,6 +102,7 @@ func (c *coalescer) consume(ctx context.Context) error {
 		for i, a := range assigned {
 			parts[i] = a.ID
 		}
+		sticky.SetOwned(topics.Events, parts)
 		c.log.Info("joined consumer group", "group", c.cfg.Group, "generation", gen.ID, "member", gen.MemberID, "partitions", parts)
 		c.onJoined()
 		for _, a := range assigned {

@@ -61,7 +61,7 @@ type GroupReader struct {
 	onAssign func(int32, []int)
 	onRevoke func(int32, []int)
 
-	sticky  *stickyBalancer
+	sticky  *StickyBalancer
 	cg      *kafka.ConsumerGroup
 	fetched chan fetched
 	// current is the generation whose records FetchMessage returns and through which
@@ -107,7 +107,7 @@ func NewGroupReader(cfg *Config, opts GroupReaderOptions) (*GroupReader, error) 
 		session = 30 * time.Second
 	}
 	log = log.With("group", opts.Group, "topic", opts.Topic)
-	sticky := &stickyBalancer{}
+	sticky := &StickyBalancer{}
 	cg, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
 		ID:                    opts.Group,
 		Brokers:               cfg.Brokers,
@@ -178,7 +178,7 @@ func (r *GroupReader) runGeneration(gen *kafka.Generation) {
 		offsets[a.ID] = a.Offset
 	}
 	slices.Sort(g.partitions)
-	r.sticky.setOwned(r.topic, g.partitions) // offered to the leader at the next join
+	r.sticky.SetOwned(r.topic, g.partitions) // offered to the leader at the next join
 	// A partition's offset is the group's committed offset, or kafka.FirstOffset (-2) where
 	// the group has none.
 	r.log.Info("joined consumer group", "generation", gen.ID, "member_id", gen.MemberID, "partitions", g.partitions, "offsets", offsets)

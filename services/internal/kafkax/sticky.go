@@ -12,7 +12,7 @@ import (
 // StickyProtocol is the name of the sticky assignment protocol GroupReader members offer first.
 const StickyProtocol = "wakepush-sticky-v1"
 
-// stickyBalancer is a kafka-go GroupBalancer that spreads partitions evenly over the members and
+// StickyBalancer is a kafka-go GroupBalancer that spreads partitions evenly over the members and
 // keeps each member's partitions where the even spread allows: each member sends the partitions
 // it owned in the last generation (UserData), and the leader lets every member keep up to its
 // share of them before it hands out the rest. kafka-go's range and round-robin balancers deal
@@ -22,14 +22,16 @@ const StickyProtocol = "wakepush-sticky-v1"
 // member takes only its share, and an unchanged group keeps its assignment.
 //
 // Members that do not offer the protocol (an older version of the service during a rolling
-// upgrade) make the group fall back to the range balancer, which GroupReader offers second.
-type stickyBalancer struct {
+// upgrade) make the group fall back to the range balancer, which GroupReader (and the
+// coalescer) offer second. The zero value is ready to use.
+type StickyBalancer struct {
 	mu    sync.Mutex
 	owned map[string][]int // topic -> partitions this member owned in its last generation
 }
 
-// setOwned records this member's partitions of topic, for its next join.
-func (b *stickyBalancer) setOwned(topic string, partitions []int) {
+// SetOwned records this member's partitions of topic in the generation that just started, for
+// its next join. A ConsumerGroup member using the balancer calls it for every generation.
+func (b *StickyBalancer) SetOwned(topic string, partitions []int) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.owned == nil {
@@ -43,9 +45,9 @@ type stickyUserData struct {
 	Owned map[string][]int `json:"owned"`
 }
 
-func (b *stickyBalancer) ProtocolName() string { return StickyProtocol }
+func (b *StickyBalancer) ProtocolName() string { return StickyProtocol }
 
-func (b *stickyBalancer) UserData() ([]byte, error) {
+func (b *StickyBalancer) UserData() ([]byte, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return json.Marshal(stickyUserData{Owned: b.owned})
@@ -56,7 +58,7 @@ func (b *stickyBalancer) UserData() ([]byte, error) {
 // the larger shares); each member keeps as many of its previous partitions as its share allows
 // (a partition two members claim goes to the first, by member id), and the partitions left over
 // go, in order, to the members below their share.
-func (b *stickyBalancer) AssignGroups(members []kafka.GroupMember, partitions []kafka.Partition) kafka.GroupMemberAssignments {
+func (b *StickyBalancer) AssignGroups(members []kafka.GroupMember, partitions []kafka.Partition) kafka.GroupMemberAssignments {
 	out := kafka.GroupMemberAssignments{}
 	byTopic := map[string][]int{}
 	for _, p := range partitions {

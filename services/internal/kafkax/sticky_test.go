@@ -96,9 +96,9 @@ func TestAssignStickyProperties(t *testing.T) {
 
 // The leader reads the members' UserData; an unreadable one counts as owning nothing.
 func TestStickyBalancerUserData(t *testing.T) {
-	a, b := &stickyBalancer{}, &stickyBalancer{}
-	a.setOwned("t", []int{2, 3})
-	b.setOwned("t", []int{0, 1})
+	a, b := &StickyBalancer{}, &StickyBalancer{}
+	a.SetOwned("t", []int{2, 3})
+	b.SetOwned("t", []int{0, 1})
 	ua, _ := a.UserData()
 	ub, _ := b.UserData()
 	var parts []kafka.Partition
