@@ -5,6 +5,7 @@ package report
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -205,16 +206,7 @@ func Markdown(s *Summary) string {
 	row("planned / sent publishes", fmt.Sprintf("%d / %d (%d over HTTP, %d urgent)", s.Planned, s.Sent, s.SentHTTP, s.Urgent))
 	row("accepted / rejected / no answer", fmt.Sprintf("%d / %d / %d", s.Accepted, s.Rejected, s.Failed))
 	if len(s.Conditions) > 0 {
-		keys := make([]string, 0, len(s.Conditions))
-		for k := range s.Conditions {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
-		var parts []string
-		for _, k := range keys {
-			parts = append(parts, fmt.Sprintf("%s ×%d", k, s.Conditions[k]))
-		}
-		row("error answers", strings.Join(parts, ", "))
+		row("error answers", conditionCounts(s.Conditions))
 	}
 	row("target rate", fmt.Sprintf("%.0f publishes/s (open loop)", s.TargetRate))
 	row("sustained throughput", fmt.Sprintf("%.0f accepted publishes/s", s.Throughput))
@@ -407,16 +399,7 @@ func writeWarmup(b *strings.Builder, s *Summary) {
 	b.WriteString("| measure | value |\n|---|---|\n")
 	fmt.Fprintf(b, "| sent / accepted | %d / %d |\n", w.Sent, w.Accepted)
 	if len(w.Conditions) > 0 {
-		keys := make([]string, 0, len(w.Conditions))
-		for k := range w.Conditions {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
-		var parts []string
-		for _, k := range keys {
-			parts = append(parts, fmt.Sprintf("%s ×%d", k, w.Conditions[k]))
-		}
-		fmt.Fprintf(b, "| refused | %s |\n", strings.Join(parts, ", "))
+		fmt.Fprintf(b, "| refused | %s |\n", conditionCounts(w.Conditions))
 	}
 	fmt.Fprintf(b, "| answer p50 / p99 / max ms, all | %s / %s / %s |\n", ms(w.Ack.P50), ms(w.Ack.P99), ms(w.Ack.Max))
 	fmt.Fprintf(b, "| … first second (cold) | %s / %s / %s |\n", ms(w.AckFirstSecond.P50), ms(w.AckFirstSecond.P99), ms(w.AckFirstSecond.Max))
@@ -433,4 +416,13 @@ func safeDiv(a, b float64) float64 {
 		return 0
 	}
 	return a / b
+}
+
+// conditionCounts lists error conditions with their counts, by name: "wait ×3, cancel ×1".
+func conditionCounts(m map[string]int) string {
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		parts = append(parts, fmt.Sprintf("%s ×%d", k, m[k]))
+	}
+	return strings.Join(parts, ", ")
 }

@@ -122,21 +122,7 @@ func benchBinary(b *testing.B, rate float64) {
 	if out := os.Getenv("WAKEPUSH_BENCH_CPUPROFILE"); out != "" && b.N > 1 {
 		// The binary's CPU profile over the first 3 s (WAKEPUSH_BENCH_CPUPROFILE_SECONDS) of the run.
 		secs := cmp.Or(os.Getenv("WAKEPUSH_BENCH_CPUPROFILE_SECONDS"), "3")
-		go func() {
-			resp, err := http.Get("http://" + pprofAddr + "/debug/pprof/profile?seconds=" + secs)
-			if err != nil {
-				b.Error(err)
-				return
-			}
-			defer resp.Body.Close()
-			f, err := os.Create(out)
-			if err != nil {
-				b.Error(err)
-				return
-			}
-			defer f.Close()
-			io.Copy(f, resp.Body)
-		}()
+		go fetchProfile(b, "http://"+pprofAddr+"/debug/pprof/profile?seconds="+secs, out)
 	}
 	if out := os.Getenv("WAKEPUSH_BENCH_ALLOCPROFILE"); out != "" && b.N > 1 {
 		// The binary's allocations (sampled, since it started) once the run is over.

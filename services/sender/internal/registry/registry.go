@@ -147,7 +147,6 @@ type partition struct {
 	tail   *tail.Tail    // nil in a local table
 	loaded chan struct{} // closed once the records written before the load began were read
 	gone   chan struct{} // closed when the table drops the partition (a load in progress ends)
-	ready  atomic.Bool   // loaded is closed (Get's fast path)
 	cancel context.CancelFunc
 	// revoked is when the group took the partition away; zero while owned.
 	revoked time.Time
@@ -262,7 +261,6 @@ func (t *Table) addLocked(id int) *partition {
 	t.parts[id] = p
 	if t.cfg == nil {
 		close(p.loaded)
-		p.ready.Store(true)
 		return p
 	}
 	tl, err := tail.New(t.cfg, tail.Options{Topic: topics.Registrations, Partitions: []int{id}, Handle: func(msg *kafka.Message) { t.handle(p, msg) }, Log: t.log})
@@ -293,7 +291,6 @@ func (t *Table) startLocked(p *partition) {
 	go func() {
 		select {
 		case <-p.tail.CaughtUp():
-			p.ready.Store(true)
 			close(p.loaded)
 			t.log.Info("registration table: partition loaded", "partition", p.id, "devices", p.store.len(), "took", time.Since(p.started).Round(time.Millisecond))
 		case <-ctx.Done():
@@ -378,8 +375,13 @@ func (t *Table) Apply(partition int, reg *wakepushv1.Registration) {
 // partition still loading is not known yet (the caller waits with WaitCaughtUp and asks again).
 func (t *Table) Get(partition int, deviceID string) (Device, bool) {
 	p, ok := t.held(partition)
-	if !ok || !p.ready.Load() {
+	if !ok {
 		return Device{}, false
+	}
+	select {
+	case <-p.loaded:
+	default:
+		return Device{}, false // still loading
 	}
 	return p.store.get(deviceID)
 }
