@@ -45,16 +45,19 @@ type Summary struct {
 	E2E        analysis.Quantiles `json:"e2e_latency"`         // mock arrival − intended send, all covered events
 	E2ELeading analysis.Quantiles `json:"e2e_latency_leading"` // events the oracle wakes at once (leading edge, urgent)
 
-	Wakes          int            `json:"wakes_received"`
-	OracleWakes    int            `json:"oracle_min_wakes"`
-	WakesPerEvent  float64        `json:"wakes_per_event"`
-	OraclePerEvent float64        `json:"oracle_wakes_per_event"`
-	Uncovered      int            `json:"uncovered_events"`
-	UncoveredList  []string       `json:"uncovered_sample,omitempty"`
-	DuplicateIDs   int            `json:"duplicate_wake_ids"`
-	DuplicatePush  int            `json:"duplicate_pushes"`
-	Deliveries     map[string]int `json:"deliveries_by_outcome"` // ClickHouse deliveries
-	ProviderErrors int            `json:"provider_errors"`
+	Wakes          int      `json:"wakes_received"`
+	OracleWakes    int      `json:"oracle_min_wakes"`
+	WakesPerEvent  float64  `json:"wakes_per_event"`
+	OraclePerEvent float64  `json:"oracle_wakes_per_event"`
+	Uncovered      int      `json:"uncovered_events"`
+	UncoveredList  []string `json:"uncovered_sample,omitempty"`
+	// UncoveredTimeline is what happened around the first uncovered events, device by device
+	// (ClickHouse's events, wakes and deliveries, and the mock's arrivals, in time order).
+	UncoveredTimeline []string       `json:"uncovered_timeline,omitempty"`
+	DuplicateIDs      int            `json:"duplicate_wake_ids"`
+	DuplicatePush     int            `json:"duplicate_pushes"`
+	Deliveries        map[string]int `json:"deliveries_by_outcome"` // ClickHouse deliveries
+	ProviderErrors    int            `json:"provider_errors"`
 
 	// E2ELeadingFirst is E2ELeading without the events whose covering wake was refused by a
 	// provider mock at least once (the injected 500/503 faults): the pipeline's own speed.
@@ -243,6 +246,13 @@ func Markdown(s *Summary) string {
 	}
 	for _, u := range s.UncoveredList {
 		fmt.Fprintf(&b, "\n- uncovered: %s", u)
+	}
+	if len(s.UncoveredTimeline) > 0 {
+		b.WriteString("\n\nWhat happened around the first uncovered events (ClickHouse and the provider mock, in time order):\n\n```\n")
+		for _, l := range s.UncoveredTimeline {
+			b.WriteString(l + "\n")
+		}
+		b.WriteString("```")
 	}
 	b.WriteString("\n\n")
 	writeChaos(&b, s)

@@ -28,6 +28,7 @@ type views struct {
 	wakeOf    []string        // per event: the id of the wake that covered it ("" if none)
 	leading   []bool          // per event: the oracle (refined) wakes it at once
 	e2e       []time.Duration // per event: its covering wake's arrival − intended send (-1: uncovered)
+	uncovered []int           // indexes of the uncovered events
 }
 
 // analyse fills the load test's own view: throughput, latencies, oracle, loss, duplicates.
@@ -90,7 +91,7 @@ func analyse(sum *report.Summary, sc *scenario.Scenario, plan *scenario.Plan, ev
 		}
 	}
 	v.wakeOf = cov.WakeID
-	v.leading, v.e2e = leading, cov.E2E
+	v.leading, v.e2e, v.uncovered = leading, cov.E2E, cov.Uncovered
 	sum.Series = analysis.Series(events, v.leadE2E, loadStart)
 
 	if sum.Uncovered > 0 {

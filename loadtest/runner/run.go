@@ -191,6 +191,9 @@ func Run(ctx context.Context, opts Options) (*report.Summary, error) {
 
 	retried := chCheck(ctx, st, sc, sum, regs, events, loadStart, lastAnswer, logf)
 	sum.E2ELeadingFirst = firstAttempt(v, retried)
+	if sum.UncoveredTimeline, err = timelines(ctx, st, sc, regs, events, v.uncovered, arrivals); err != nil {
+		sum.Warnings = append(sum.Warnings, fmt.Sprintf("timelines of the uncovered events: %v", err))
+	}
 	received := kafkaCheck(ctx, st, sc, plan, regs, wp, warmRegs, sum, logf)
 	if drv != nil {
 		judgeFaults(sum, sc, events, received, v, arrivals, faultRuns, loadStart, drained)
