@@ -40,10 +40,11 @@ test-short: ## unit tests only
 FUZZ_TARGETS := services/ingest/xep0357:FuzzParsePublish services/ingest/xep0357:FuzzHandlePublish \
 	services/ingest/xmpp:FuzzStreamReaderMatchesDecoder services/ingest/xmpp:FuzzFastReaderMatchesDecoder services/ingest/adhoc:FuzzCommand \
 	services/ingest/httpapi:FuzzAPI services/recorder:FuzzRecordRow services/coalescer:FuzzDecodeEvent \
-	services/sender/internal/dedup:FuzzAcceptedWakeID services/sender/internal/apns:FuzzMarshalPayload
+	services/sender/internal/dedup:FuzzAcceptedWakeID services/sender/internal/apns:FuzzMarshalPayload \
+	services/sender/internal/engine:FuzzDecodeWake
 FUZZ_EXECS ?= 1500000
 
-fuzz: ## run every fuzz target for FUZZ_EXECS inputs each (default 1.5M, 15M in all); crashers land in testdata/fuzz
+fuzz: ## run every fuzz target for FUZZ_EXECS inputs each (default 1.5M, 16.5M in all); crashers land in testdata/fuzz
 	@mkdir -p .data/fuzz; summary=.data/fuzz/summary.tsv; printf 'target\texecs\tseconds\tresult\n' > $$summary; fail=0; \
 	for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; start=$$(date +%s); \
 	  if $(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZ_EXECS)x -timeout 2h ./$$pkg > .data/fuzz/$$fn.log 2>&1; then r=ok; else r=FAIL; fail=1; fi; \

@@ -320,12 +320,8 @@ func (e *Engine) handle(stop, work context.Context, msg *kafka.Message) bool {
 	}
 	j := &job{ctx: ctx, stop: stop, msg: msg, span: span}
 
-	m, err := records.Decode(kafkax.Header(msg, records.HeaderSchema), msg.Value)
-	w, ok := m.(*wakepushv1.Wake)
-	if err != nil || !ok {
-		if err == nil {
-			err = fmt.Errorf("record of type %T on %s", m, msg.Topic)
-		}
+	w, err := decodeWake(kafkax.Header(msg, records.HeaderSchema), msg.Value)
+	if err != nil {
 		e.log.ErrorContext(ctx, "undecodable wake: dead-lettering", "partition", msg.Partition, "offset", msg.Offset, "err", err)
 		span.SetStatus(codes.Error, "undecodable")
 		e.metrics.deadLetters.Add(ctx, 1, metric.WithAttributes(attribute.String("app", ""), attribute.String("reason", ReasonUndecodable)))

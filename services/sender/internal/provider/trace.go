@@ -24,6 +24,9 @@ func TraceTransport(next http.RoundTripper, name func(*http.Request) string, att
 	return &traceTransport{next: next, name: name, attrs: attrs, tracer: otel.Tracer("github.com/wakepush/wakepush/services/sender/provider")}
 }
 
+// clientSpan is the start option of every request span, made once.
+var clientSpan = trace.WithSpanKind(trace.SpanKindClient)
+
 type traceTransport struct {
 	next   http.RoundTripper
 	name   func(*http.Request) string
@@ -32,20 +35,25 @@ type traceTransport struct {
 }
 
 func (t *traceTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	ctx, span := t.tracer.Start(r.Context(), t.name(r), trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(t.attrs...))
+	ctx, span := t.tracer.Start(r.Context(), t.name(r), clientSpan)
 	defer span.End()
-	if span.IsRecording() {
-		port := r.URL.Port()
-		if port == "" {
-			port = "443"
-		}
-		p, _ := strconv.Atoi(port)
-		span.SetAttributes(
-			attribute.String("http.request.method", r.Method),
-			attribute.String("server.address", r.URL.Hostname()),
-			attribute.Int("server.port", p),
-		)
+	if !span.IsRecording() {
+		// An unsampled request: nothing to record, and no span below this one to parent (the
+		// copy of the request WithContext makes, and the attributes, cost ~1 % of the sender's
+		// CPU per push).
+		return t.next.RoundTrip(r)
 	}
+	port := r.URL.Port()
+	if port == "" {
+		port = "443"
+	}
+	p, _ := strconv.Atoi(port)
+	span.SetAttributes(t.attrs...)
+	span.SetAttributes(
+		attribute.String("http.request.method", r.Method),
+		attribute.String("server.address", r.URL.Hostname()),
+		attribute.Int("server.port", p),
+	)
 	resp, err := t.next.RoundTrip(r.WithContext(ctx))
 	switch {
 	case err != nil:
@@ -54,7 +62,7 @@ func (t *traceTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 		rerr := redact.Error(err)
 		span.RecordError(rerr)
 		span.SetStatus(codes.Error, rerr.Error())
-	case span.IsRecording():
+	default:
 		span.SetAttributes(attribute.Int("http.response.status_code", resp.StatusCode))
 		if resp.StatusCode >= 400 {
 			span.SetStatus(codes.Error, strconv.Itoa(resp.StatusCode))

@@ -89,3 +89,23 @@ func TestTraceTransport(t *testing.T) {
 		t.Errorf("attributes %v", attrs)
 	}
 }
+
+// An unsampled request goes down as it is: no span recorded, the caller's request itself.
+func TestTraceTransportUnsampled(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	prev := otel.GetTracerProvider()
+	otel.SetTracerProvider(sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.NeverSample()), sdktrace.WithSpanProcessor(rec)))
+	t.Cleanup(func() { otel.SetTracerProvider(prev) })
+	req := httptest.NewRequest(http.MethodPost, "https://api.example/ok", nil)
+	var saw *http.Request
+	rt := TraceTransport(rtFunc(func(r *http.Request) (*http.Response, error) {
+		saw = r
+		return &http.Response{StatusCode: 200, Body: http.NoBody}, nil
+	}), func(r *http.Request) string { return "x" }, attribute.String("wakepush.app", "a"))
+	if resp, err := rt.RoundTrip(req); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("RoundTrip = %v, %v", resp, err)
+	}
+	if saw != req || len(rec.Ended()) != 0 {
+		t.Errorf("unsampled: request passed on %v (want the caller's), %d spans recorded", saw != req, len(rec.Ended()))
+	}
+}
