@@ -38,7 +38,7 @@ func timelines(ctx context.Context, st *stack, sc *scenario.Scenario, regs []reg
 	done := map[int32]bool{}
 	for _, i := range uncovered {
 		e := events[i]
-		if done[e.Device] || len(done) == maxTimelines {
+		if done[e.Device] || len(done) == maxTimelines || int(e.Device) >= len(regs) {
 			continue
 		}
 		done[e.Device] = true
