@@ -55,3 +55,30 @@ func TestClickHouseDSNSecret(t *testing.T) {
 		})
 	}
 }
+
+func TestFetchMinBytesSetting(t *testing.T) {
+	t.Setenv("WAKEPUSH_CLICKHOUSE_DSN", "")
+	t.Setenv("WAKEPUSH_CLICKHOUSE_DSN_FILE", "")
+	tests := []struct {
+		args    []string
+		want    int
+		wantErr bool
+	}{
+		{nil, 64 << 10, false},
+		{[]string{"-recorder-fetch-min-bytes=1"}, 1, false},
+		{[]string{"-recorder-fetch-min-bytes=0"}, 0, true},
+		{[]string{"-recorder-fetch-min-bytes=16777217"}, 0, true},
+	}
+	for _, tt := range tests {
+		c, err := loadSettings(tt.args)
+		if tt.wantErr {
+			if err == nil || !strings.Contains(err.Error(), "WAKEPUSH_RECORDER_FETCH_MIN_BYTES") {
+				t.Errorf("%v: error %v, want one naming WAKEPUSH_RECORDER_FETCH_MIN_BYTES", tt.args, err)
+			}
+			continue
+		}
+		if err != nil || c.FetchMinBytes != tt.want {
+			t.Errorf("%v: FetchMinBytes %v (%v), want %d", tt.args, c, err, tt.want)
+		}
+	}
+}

@@ -61,7 +61,8 @@ func run(ctx context.Context, args []string) error {
 	defer store.Close()
 
 	// 5. One consumer group over every topic; always closed, so the group rebalances at once.
-	reader, err := kafkax.NewReader(&cfg.Kafka, cfg.Group, recordedTopics()...)
+	// Fetches wait for WAKEPUSH_RECORDER_FETCH_MIN_BYTES (or 250 ms): rows wait for the flush anyway.
+	reader, err := kafkax.NewBulkReader(&cfg.Kafka, cfg.Group, cfg.FetchMinBytes, recordedTopics()...)
 	if err != nil {
 		return err
 	}
@@ -77,7 +78,7 @@ func run(ctx context.Context, args []string) error {
 	stop := context.AfterFunc(ctx, func() { base.Admin.SetReady(false, "draining") })
 	defer stop()
 	base.Log.Info("recording", "database", store.Database(), "group", cfg.Group, "topics", recordedTopics(),
-		"batch_rows", cfg.BatchRows, "flush_interval", cfg.FlushInterval)
+		"batch_rows", cfg.BatchRows, "flush_interval", cfg.FlushInterval, "fetch_min_bytes", cfg.FetchMinBytes)
 
 	// 7. Batch rows per table until SIGTERM; commit offsets only after their rows are inserted;
 	// then stop fetching, flush what is pending, commit.
