@@ -51,7 +51,9 @@ func TestBulkReaderMinBytes(t *testing.T) {
 		name     string
 		minBytes int32
 	}{{"reader", 1}, {"bulk", 64 << 10}} {
-		newReader := func() (*kafka.Reader, error) { return kafkax.NewBulkReader(cfg, "g-"+tt.name, int(tt.minBytes), topics.Events) }
+		newReader := func() (*kafka.Reader, error) {
+			return kafkax.NewBulkReader(cfg, "g-"+tt.name, int(tt.minBytes), topics.Events)
+		}
 		if tt.minBytes == 1 {
 			newReader = func() (*kafka.Reader, error) { return kafkax.NewReader(cfg, "g-"+tt.name, topics.Events) }
 		}

@@ -43,7 +43,9 @@ func sampleWake() *wakepushv1.Wake {
 func TestDecodeWake(t *testing.T) {
 	full := sampleWake()
 	tag := func(num protowire.Number, typ protowire.Type) []byte { return protowire.AppendTag(nil, num, typ) }
-	str := func(num protowire.Number, s string) []byte { return protowire.AppendString(tag(num, protowire.BytesType), s) }
+	str := func(num protowire.Number, s string) []byte {
+		return protowire.AppendString(tag(num, protowire.BytesType), s)
+	}
 	join := func(parts ...[]byte) []byte {
 		var b []byte
 		for _, p := range parts {
