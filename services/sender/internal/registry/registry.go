@@ -235,6 +235,7 @@ func (t *Table) dropRevoked(now time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	var dropped []int
+	var gone []chan struct{}
 	devices := 0
 	for id, p := range t.parts {
 		if p.revoked.IsZero() || now.Sub(p.revoked) < t.retain {
@@ -243,7 +244,7 @@ func (t *Table) dropRevoked(now time.Time) {
 		if p.cancel != nil {
 			p.cancel()
 		}
-		close(p.gone)
+		gone = append(gone, p.gone)
 		devices += p.store.len()
 		delete(t.parts, id)
 		dropped = append(dropped, id)
@@ -251,6 +252,11 @@ func (t *Table) dropRevoked(now time.Time) {
 	if len(dropped) > 0 {
 		slices.Sort(dropped)
 		t.publishLocked()
+		// Waiters are released once the table no longer lists the partitions (Partitions,
+		// Get): a waiter that looks right away sees them gone.
+		for _, g := range gone {
+			close(g)
+		}
 		t.log.Info("registration table: dropped revoked partitions", "partitions", dropped, "devices", devices)
 	}
 }
