@@ -177,15 +177,20 @@ func produceAll(ctx context.Context, w *kafka.Writer, devs []Device, mk func(*De
 			}
 		})
 	}
-feed:
-	for start := 0; start < len(devs); start += chunk {
+	FeedChunks(ctx, next, 0, len(devs), chunk)
+	wg.Wait()
+	return context.Cause(ctx)
+}
+
+// FeedChunks sends the start of every chunk of [from, to) to next, the work queue of a pool of
+// producers, until ctx ends; then it closes next.
+func FeedChunks(ctx context.Context, next chan<- int, from, to, chunk int) {
+	defer close(next)
+	for start := from; start < to; start += chunk {
 		select {
 		case next <- start:
 		case <-ctx.Done():
-			break feed
+			return
 		}
 	}
-	close(next)
-	wg.Wait()
-	return context.Cause(ctx)
 }

@@ -269,8 +269,11 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 }
 
 // WriteJSON writes the report as indented JSON to path.
-func (r *Report) WriteJSON(path string) error {
-	b, err := json.MarshalIndent(r, "", "  ")
+func (r *Report) WriteJSON(path string) error { return WriteJSON(path, r) }
+
+// WriteJSON writes a report (this package's or sendermemory's) as indented JSON to path.
+func WriteJSON(path string, report any) error {
+	b, err := json.MarshalIndent(report, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encode the report: %w", err)
 	}

@@ -140,15 +140,7 @@ func produceRegistrations(ctx context.Context, addr string, seed int64, from, to
 			}
 		})
 	}
-feed:
-	for start := from; start < to; start += chunk {
-		select {
-		case next <- start:
-		case <-ctx.Done():
-			break feed
-		}
-	}
-	close(next)
+	senderbench.FeedChunks(ctx, next, from, to, chunk)
 	wg.Wait()
 	if err := context.Cause(ctx); err != nil {
 		return nil, err

@@ -7,6 +7,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/wakepush/wakepush/loadtest/senderbench"
 )
 
 // Config is what a report was measured with.
@@ -286,13 +288,4 @@ func ReadJSON(path string) (*Report, error) {
 }
 
 // WriteJSON writes the report as indented JSON to path.
-func (r *Report) WriteJSON(path string) error {
-	b, err := json.MarshalIndent(r, "", "  ")
-	if err != nil {
-		return fmt.Errorf("encode the report: %w", err)
-	}
-	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
-		return fmt.Errorf("write the report: %w", err)
-	}
-	return nil
-}
+func (r *Report) WriteJSON(path string) error { return senderbench.WriteJSON(path, r) }
