@@ -77,6 +77,60 @@ func Port() (int, error) {
 	return 0, errors.New("freeport: no free port below the ephemeral range")
 }
 
+// Offset returns a shift for a stack whose ports are fixed relative to one
+// another (the dev stack's -port-offset): every base+offset is at least
+// 20000, lies below the kernel's ephemeral range, was bindable a moment ago
+// and has not been handed out before by this process. The ports it covers
+// are then never handed out by Port.
+func Offset(bases []int) (int, error) {
+	if len(bases) == 0 {
+		return 0, errors.New("freeport: no ports to shift")
+	}
+	minB, maxB := bases[0], bases[0]
+	for _, b := range bases {
+		minB, maxB = min(minB, b), max(maxB, b)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	eph := ephemeralLow()
+	first, last := lowest-minB, eph-1-maxB // offsets allowed
+	if last < first {
+		return 0, fmt.Errorf("freeport: ports %d-%d do not fit between %d and the ephemeral range at %d", minB, maxB, lowest, eph)
+	}
+	n := last - first + 1
+	start := rand.IntN(n)
+	for i := range min(n, 200) {
+		off := first + (start+i*7919)%n // a stride coprime to most n spreads the tries
+		if bindable(bases, off) {
+			for _, b := range bases {
+				given[b+off] = true
+			}
+			return off, nil
+		}
+	}
+	return 0, errors.New("freeport: no offset leaves every port free")
+}
+
+func bindable(bases []int, off int) bool {
+	var open []net.Listener
+	defer func() {
+		for _, l := range open {
+			l.Close()
+		}
+	}()
+	for _, b := range bases {
+		if given[b+off] {
+			return false
+		}
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(b+off)))
+		if err != nil {
+			return false
+		}
+		open = append(open, l)
+	}
+	return true
+}
+
 // Addr returns "127.0.0.1:PORT" for a port from Port.
 func Addr() (string, error) {
 	p, err := Port()

@@ -62,3 +62,52 @@ func TestAddr(t *testing.T) {
 		t.Fatalf("Addr() = %q, want 127.0.0.1:PORT", a)
 	}
 }
+
+func TestOffset(t *testing.T) {
+	low := ephemeralLow()
+	bases := []int{19092, 19000, 18123, 18080}
+	if low-lowest < 1200 {
+		t.Skipf("ephemeral range starts at %d: no room below it", low)
+	}
+	seen := map[int]bool{}
+	for range 20 {
+		off, err := Offset(bases)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, b := range bases {
+			p := b + off
+			if p < lowest || p >= low {
+				t.Fatalf("offset %d puts %d at %d, outside [%d, %d)", off, b, p, lowest, low)
+			}
+			if seen[p] {
+				t.Fatalf("port %d covered twice", p)
+			}
+			seen[p] = true
+			l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
+			if err != nil {
+				t.Fatalf("port %d not bindable: %v", p, err)
+			}
+			l.Close()
+		}
+	}
+	// Port never hands out a port an offset covers.
+	for range 200 {
+		p, err := Port()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if seen[p] {
+			t.Fatalf("Port returned %d, already covered by an offset", p)
+		}
+	}
+}
+
+func TestOffsetErrors(t *testing.T) {
+	if _, err := Offset(nil); err == nil {
+		t.Error("no ports: want an error")
+	}
+	if _, err := Offset([]int{1000, 40000}); err == nil {
+		t.Error("ports too far apart to fit below the ephemeral range: want an error")
+	}
+}

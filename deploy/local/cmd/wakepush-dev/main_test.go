@@ -8,7 +8,6 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -21,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wakepush/wakepush/deploy/local/freeport"
 	"github.com/wakepush/wakepush/deploy/local/stacktest"
 )
 
@@ -291,26 +291,21 @@ func TestLineWriter(t *testing.T) {
 }
 
 // freeOffset picks a -port-offset under which every port of the stack is
-// free, so the test never meets a running `make run`.
+// free, so the test never meets a running `make run`, and lies below the
+// kernel's ephemeral range, so no outgoing connection on the machine can take
+// one of them as its source port before the child binds it (CI once saw
+// chdb-server fail with "Address already in use" on 127.0.0.1:59852).
 func freeOffset(t *testing.T) int {
 	t.Helper()
-	for range 50 {
-		off := 20000 + rand.IntN(26000)
-		free := true
-		for _, p := range ports {
-			l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p+off))
-			if err != nil {
-				free = false
-				break
-			}
-			l.Close()
-		}
-		if free {
-			return off
-		}
+	bases := make([]int, 0, len(ports))
+	for _, p := range ports {
+		bases = append(bases, p)
 	}
-	t.Fatal("no free port offset")
-	return 0
+	off, err := freeport.Offset(bases)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return off
 }
 
 func repoRoot(t *testing.T) string {
