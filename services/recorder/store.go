@@ -121,14 +121,17 @@ const schemaLogInterval = 10 * time.Second
 // waited out until ctx ends, and the error then says what was missing.
 func waitSchema(ctx context.Context, conn driver.Conn, db string, log *slog.Logger) error {
 	var lastLog time.Time
+	var missing string
 	backoff := 200 * time.Millisecond
 	for {
 		pending, err := schema.Status(ctx, conn, db)
 		if errors.Is(err, schema.ErrChecksum) || errors.Is(err, schema.ErrInvalid) {
 			return fmt.Errorf("ClickHouse database %s: %w", db, err)
 		}
-		var missing string
 		switch {
+		case err != nil && ctx.Err() != nil && missing != "":
+			// The read was cut short by the deadline: what the last one found is still the
+			// best answer to what is missing.
 		case err != nil:
 			missing = err.Error()
 		case len(pending) > 0:
