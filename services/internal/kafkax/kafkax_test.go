@@ -2,6 +2,8 @@ package kafkax_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"sync"
@@ -285,3 +287,76 @@ func TestEnsureTopics(t *testing.T) {
 }
 
 func TestMain(m *testing.M) { stacktest.Main(m) }
+
+// A Produce whose context ends while its batch still waits in kafka-go returns, but its batch
+// is sent later with the keys, values and headers it was given: those must not be reused by the
+// calls that follow (the producer recycles a call's buffers only once kafka-go is done with
+// them). Every record read back must still be the record produced under its key.
+func TestProduceAbandonedKeepsItsRecords(t *testing.T) {
+	otel.SetTextMapPropagator(propagation.TraceContext{})
+	// Batches wait up to 300 ms to fill: the first call's context ends long before.
+	cfg := &kafkax.Config{Brokers: []string{stacktest.Kafka(t)}, Partitions: 3, ReplicationFactor: 1, BatchTimeout: 300 * time.Millisecond, BatchSize: 1000}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := cfg.EnsureTopics(ctx, topics.Events); err != nil {
+		t.Fatal(err)
+	}
+	p, err := kafkax.NewProducer(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	event := func(i int) kafkax.Record {
+		dev := fmt.Sprintf("%032x", i)
+		return kafkax.Record{Topic: topics.Events, Key: dev, Msg: &wakepushv1.PushEvent{Id: records.NewID(), DeviceId: dev, App: fmt.Sprintf("app-%d", i)}}
+	}
+	short, cancelShort := context.WithTimeout(ctx, 20*time.Millisecond)
+	err = p.Produce(short, event(0), event(1), event(2))
+	cancelShort()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("abandoned call: %v, want a deadline error", err)
+	}
+	// Later calls, one after the other on this goroutine: each would get a recycled buffer.
+	for i := 3; i < 40; i += 3 {
+		if err := p.Produce(ctx, event(i), event(i+1), event(i+2)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	byKey := map[string]*wakepushv1.PushEvent{}
+	for part := range 3 {
+		r := kafka.NewReader(kafka.ReaderConfig{Brokers: cfg.Brokers, Topic: topics.Events, Partition: part})
+		for {
+			rctx, rcancel := context.WithTimeout(ctx, time.Second)
+			msg, err := r.ReadMessage(rctx)
+			rcancel()
+			if err != nil {
+				break
+			}
+			got, err := records.Decode(kafkax.Header(&msg, records.HeaderSchema), msg.Value)
+			if err != nil {
+				t.Fatalf("record under key %s: %v", msg.Key, err)
+			}
+			ev := got.(*wakepushv1.PushEvent)
+			if ev.DeviceId != string(msg.Key) || partitionOf(t, cfg, ev.DeviceId) != part {
+				t.Errorf("record under key %s in partition %d is device %s's", msg.Key, part, ev.DeviceId)
+			}
+			byKey[string(msg.Key)] = ev
+		}
+		r.Close()
+	}
+	for i := range 42 {
+		dev := fmt.Sprintf("%032x", i)
+		ev, ok := byKey[dev]
+		if !ok {
+			if i < 3 {
+				t.Errorf("abandoned record %d was not written (kafka-go sends a batch even after its caller left)", i)
+			} else {
+				t.Errorf("record %d missing", i)
+			}
+			continue
+		}
+		if ev.App != fmt.Sprintf("app-%d", i) {
+			t.Errorf("record %d: app %q", i, ev.App)
+		}
+	}
+}

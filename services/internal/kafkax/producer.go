@@ -22,9 +22,10 @@ import (
 
 // Precomputed measurement options: building an attribute set per call costs more than the rest
 // of recording.
+// They are slices so that passing them does not allocate a variadic slice per call.
 var (
-	producedOK  = metric.WithAttributeSet(attribute.NewSet(attribute.Bool("error", false)))
-	producedErr = metric.WithAttributeSet(attribute.NewSet(attribute.Bool("error", true)))
+	producedOK  = []metric.RecordOption{metric.WithAttributeSet(attribute.NewSet(attribute.Bool("error", false)))}
+	producedErr = []metric.RecordOption{metric.WithAttributeSet(attribute.NewSet(attribute.Bool("error", true)))}
 )
 
 // sendSpanNames are the producer spans' names per topic ("send <topic>", messaging conventions),
@@ -156,15 +157,24 @@ func (p *Producer) Produce(ctx context.Context, recs ...Record) error {
 	if len(recs) == 0 {
 		return nil
 	}
-	msgs := make([]kafka.Message, len(recs))
-	spans := make([]trace.Span, len(recs))
+	b := getProduceBuf(len(recs))
+	msgs, spans := b.msgs, b.spans
 	for i, r := range recs {
-		var value []byte
+		keyAt := len(b.data)
+		b.data = append(b.data, r.Key...)
+		valueAt := len(b.data)
 		if r.Msg != nil {
 			var err error
-			if value, err = proto.Marshal(r.Msg); err != nil {
+			if b.data, err = marshal.MarshalAppend(b.data, r.Msg); err != nil {
+				p.endUnsent(spans[:i], b)
 				return fmt.Errorf("encode %s: %w", records.SchemaName(r.Msg), err)
 			}
+		}
+		// Slices of one buffer: if a later append moves it, these keep the old array.
+		key := b.data[keyAt:valueAt:valueAt]
+		var value []byte
+		if r.Msg != nil {
+			value = b.data[valueAt:len(b.data):len(b.data)]
 		}
 		parent := r.Ctx
 		if parent == nil {
@@ -174,7 +184,7 @@ func (p *Producer) Produce(ctx context.Context, recs ...Record) error {
 		// "<device_id>/<registration_id>", never a token or a JID, so the key may be recorded.
 		// Attributes only on a recorded span: for an unsampled one they cost more than the span
 		// (the standard samplers decide on the parent and the trace id, not on attributes).
-		sctx, span := p.tracer.Start(parent, sendSpanName(r.Topic), trace.WithSpanKind(trace.SpanKindProducer))
+		sctx, span := p.tracer.Start(parent, sendSpanName(r.Topic), producerSpan...)
 		if span.IsRecording() {
 			span.SetAttributes(
 				semconv.MessagingSystemKafka,
@@ -185,16 +195,17 @@ func (p *Producer) Produce(ctx context.Context, recs ...Record) error {
 			)
 		}
 		spans[i] = span
-		var headers []kafka.Header
+		m := &msgs[i]
+		*m = kafka.Message{Topic: r.Topic, Key: key, Value: value}
 		if r.Msg != nil {
 			// Room for traceparent (and tracestate) without growing; the values are shared,
 			// read-only bytes (kafka-go only reads them).
-			headers = make([]kafka.Header, 2, 4)
-			headers[0] = kafka.Header{Key: records.HeaderContentType, Value: contentTypeValue}
-			headers[1] = kafka.Header{Key: records.HeaderSchema, Value: schemaValue(r.Msg)}
+			m.Headers = b.headers(i)
+			m.Headers[0] = kafka.Header{Key: records.HeaderContentType, Value: contentTypeValue}
+			m.Headers[1] = kafka.Header{Key: records.HeaderSchema, Value: schemaValue(r.Msg)}
 		}
-		Inject(sctx, &headers)
-		msgs[i] = kafka.Message{Topic: r.Topic, Key: []byte(r.Key), Value: value, Headers: headers}
+		b.carrier = bufCarrier{m, b}
+		otel.GetTextMapPropagator().Inject(sctx, &b.carrier)
 	}
 	tracked := p.track(msgs, spans)
 	start := time.Now()
@@ -206,7 +217,7 @@ func (p *Producer) Produce(ctx context.Context, recs ...Record) error {
 	if err != nil {
 		outcome = producedErr
 	}
-	p.latency.Record(ctx, time.Since(start).Seconds(), outcome)
+	p.latency.Record(ctx, time.Since(start).Seconds(), outcome...)
 	for _, s := range spans {
 		if err != nil {
 			s.RecordError(err)
@@ -214,10 +225,106 @@ func (p *Producer) Produce(ctx context.Context, recs ...Record) error {
 		}
 		s.End()
 	}
+	// WriteMessages returns early only when ctx ends: its batches may then still be waiting
+	// to be sent with these headers, keys and values, so the buffer is left to the GC.
+	if err == nil || ctx.Err() == nil {
+		putProduceBuf(b)
+	}
 	if err != nil {
 		return fmt.Errorf("produce %d record(s) to %s: %w", len(recs), recs[0].Topic, err)
 	}
 	return nil
+}
+
+// endUnsent ends the spans of records that were never written (an encoding error) and recycles b.
+func (p *Producer) endUnsent(spans []trace.Span, b *produceBuf) {
+	for _, s := range spans {
+		s.SetStatus(codes.Error, "not produced: a record of the call could not be encoded")
+		s.End()
+	}
+	putProduceBuf(b)
+}
+
+// produceBuf holds what one Produce call builds for kafka-go: the messages, their spans, their
+// headers (headersPerRecord each, so Inject never grows them) and one byte buffer for keys,
+// values and trace header values. Pooled: per record this saves the allocations of a message
+// slice, a header slice, a key copy, an encoded value and the trace header values.
+type produceBuf struct {
+	msgs  []kafka.Message
+	spans []trace.Span
+	hdrs  []kafka.Header
+	data  []byte
+	// carrier is the record being injected, here so that passing it as an interface does not
+	// allocate.
+	carrier bufCarrier
+}
+
+// headersPerRecord is the content type, the schema, traceparent and tracestate.
+const headersPerRecord = 4
+
+// maxPooledData keeps a call with a large record from pinning its buffer in the pool.
+const maxPooledData = 64 << 10
+
+var (
+	produceBufs sync.Pool
+	marshal     = proto.MarshalOptions{}
+	// producerSpan are the start options of every producer span, made once (options passed
+	// one by one are a slice allocated per call).
+	producerSpan = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindProducer)}
+)
+
+func getProduceBuf(n int) *produceBuf {
+	b, _ := produceBufs.Get().(*produceBuf)
+	if b == nil {
+		b = &produceBuf{}
+	}
+	if cap(b.msgs) < n {
+		b.msgs = make([]kafka.Message, n)
+		b.spans = make([]trace.Span, n)
+		b.hdrs = make([]kafka.Header, n*headersPerRecord)
+	}
+	b.msgs, b.spans, b.hdrs = b.msgs[:n], b.spans[:n], b.hdrs[:n*headersPerRecord]
+	return b
+}
+
+// headers returns record i's two fixed headers, with room for the trace context.
+func (b *produceBuf) headers(i int) []kafka.Header {
+	return b.hdrs[i*headersPerRecord : i*headersPerRecord+2 : (i+1)*headersPerRecord]
+}
+
+func putProduceBuf(b *produceBuf) {
+	if cap(b.data) > maxPooledData {
+		return
+	}
+	clear(b.msgs)
+	clear(b.spans)
+	clear(b.hdrs)
+	b.data = b.data[:0]
+	b.carrier = bufCarrier{}
+	produceBufs.Put(b)
+}
+
+// bufCarrier injects a trace context into a message's headers, the values copied into the
+// call's buffer (a TextMapCarrier for Produce; HeaderCarrier is the general one).
+type bufCarrier struct {
+	m *kafka.Message
+	b *produceBuf
+}
+
+func (c *bufCarrier) Get(key string) string { return HeaderCarrier{&c.m.Headers}.Get(key) }
+func (c *bufCarrier) Keys() []string        { return HeaderCarrier{&c.m.Headers}.Keys() }
+
+func (c *bufCarrier) Set(key, value string) {
+	at := len(c.b.data)
+	c.b.data = append(c.b.data, value...)
+	v := c.b.data[at:len(c.b.data):len(c.b.data)]
+	for i := range c.m.Headers {
+		if c.m.Headers[i].Key == key {
+			c.m.Headers[i].Value = v
+			return
+		}
+	}
+	c.m.Headers = append(c.m.Headers, kafka.Header{Key: key, Value: v})
 }
 
 // track registers the recording spans of msgs for completed; it reports whether any was.
