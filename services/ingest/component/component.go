@@ -96,7 +96,9 @@ type Identity struct {
 }
 
 // Handler answers one IQ: a result with an optional payload (serialized XML), or a stanza error.
-// ctx is cancelled only when a shutdown's drain timeout expires.
+// ctx is cancelled only when a shutdown's drain timeout expires. The IQ's element tree
+// (iq.Payload and everything under it) is valid only until the handler returns: its memory
+// then goes to a later stanza (xmpp.Arena). Keep strings taken from it, never its elements.
 type Handler func(ctx context.Context, iq xmpp.IQ) (payload string, err *xmpp.StanzaError)
 
 type route struct {
@@ -528,7 +530,7 @@ func (cn *conn) keepalive(done <-chan struct{}) {
 // readLoop reads and dispatches stanzas until the stream fails or the read deadline is set.
 func (cn *conn) readLoop(sr *xmpp.StreamReader) error {
 	for {
-		el, err := sr.Next()
+		el, arena, err := sr.NextArena()
 		if err != nil {
 			switch {
 			case errors.Is(err, xmpp.ErrStanzaTooLarge):
@@ -544,7 +546,7 @@ func (cn *conn) readLoop(sr *xmpp.StreamReader) error {
 		if isStreamError(el) {
 			return readStreamError(el)
 		}
-		cn.dispatch(el)
+		cn.dispatch(el, arena)
 	}
 }
 
@@ -592,8 +594,15 @@ func waitStreamEnd(nc net.Conn, timeout time.Duration) {
 	}
 }
 
-// dispatch handles one top-level element.
-func (cn *conn) dispatch(el *xmpp.Element) {
+// dispatch handles one top-level element and releases its arena once the element is answered
+// (the handler has returned).
+func (cn *conn) dispatch(el *xmpp.Element, arena *xmpp.Arena) {
+	async := false
+	defer func() {
+		if !async {
+			arena.Release()
+		}
+	}()
 	if el.Name.Local != "iq" || (el.Name.Space != xmpp.NSComponent && el.Name.Space != "jabber:client" && el.Name.Space != "") {
 		return // messages, presences and unknown nonzas need no answer
 	}
@@ -633,11 +642,13 @@ func (cn *conn) dispatch(el *xmpp.Element) {
 			return
 		}
 		cn.wg.Add(1)
+		async = true
 		task := func() {
 			defer cn.wg.Done()
 			defer func() { <-cn.sem }()
 			payload, serr := cn.run(r, iq)
 			cn.answer(iq, r.name, start, payload, serr)
+			arena.Release()
 		}
 		select {
 		case cn.tasks <- task: // an idle worker takes it

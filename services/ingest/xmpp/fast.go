@@ -20,8 +20,9 @@ import (
 // So the fast path never has to produce an error itself, only to refuse what it is not sure of.
 //
 // All attribute values and texts of a stanza are substrings of one string made at its end (the
-// values, decoded, one after the other); names and namespace URIs are interned per stream. Elements, attribute lists and child lists come from blocks shared by
-// consecutive stanzas.
+// values, decoded, one after the other); names and namespace URIs are interned per stream. Elements, attribute lists and child lists
+// come from the stanza's Arena when the caller reads with NextArena (and releases the tree when
+// done), otherwise, and beyond the arena's room, from blocks shared by consecutive stanzas.
 
 type fastResult int
 
@@ -42,6 +43,7 @@ type fastParser struct {
 	els   []Element  // element block
 	attrB []xml.Attr // attribute block
 	ptrB  []*Element // child list block
+	arena *Arena     // the stanza's own memory, used before the blocks (NextArena)
 
 	names [512]string // interned names and namespace URIs
 }
@@ -150,6 +152,12 @@ func (s *StreamReader) fastNextElement() (*Element, fastResult, error) {
 		return nil, fastDone, ErrStreamClosed
 	}
 	nOpen, nNS := len(s.open), len(s.ns)
+	switch {
+	case s.withArena && s.fast.arena == nil:
+		s.fast.arena = arenas.Get().(*Arena)
+	case !s.withArena && s.fast.arena != nil:
+		s.fast.arena = nil // a Next caller keeps its tree: none of it may be in an arena
+	}
 	el, e, res := s.fast.parse(s, data)
 	if res == fastDone && e > allowed {
 		res = fastSlow
@@ -191,6 +199,9 @@ func (p *fastParser) reset() {
 	p.refs = p.refs[:0]
 	p.extra = p.extra[:0]
 	p.attrs = p.attrs[:0]
+	if p.arena != nil {
+		p.arena.clear() // nothing refers to the elements of the abandoned parse
+	}
 }
 
 // readName reads a name at data[i:]: its end, or fastMore/fastSlow (not an ASCII name).
@@ -364,11 +375,7 @@ func (p *fastParser) close() {
 	p.stack[len(p.stack)-1] = fastOpen{}
 	p.stack = p.stack[:len(p.stack)-1]
 	if n := len(p.kids) - top.kids; n > 0 {
-		if len(p.ptrB) < n {
-			p.ptrB = make([]*Element, max(ptrBlock, n))
-		}
-		list := p.ptrB[:n:n]
-		p.ptrB = p.ptrB[n:]
+		list := p.newChildren(n)
 		copy(list, p.kids[top.kids:])
 		top.el.Children = list
 		clear(p.kids[top.kids:])
@@ -393,14 +400,46 @@ func (p *fastParser) finish() {
 	p.extra = p.extra[:0]
 }
 
-// newElement returns a zero element from the block.
+// newElement returns a zero element from the arena, or the block when the arena is full.
 func (p *fastParser) newElement() *Element {
+	if a := p.arena; a != nil && a.nEl < len(a.els) {
+		a.nEl++
+		return &a.els[a.nEl-1]
+	}
 	if len(p.els) == 0 {
 		p.els = make([]Element, elemBlock)
 	}
 	el := &p.els[0]
 	p.els = p.els[1:]
 	return el
+}
+
+// newAttrs returns a zero attribute list of n from the arena, or the block.
+func (p *fastParser) newAttrs(n int) []xml.Attr {
+	if a := p.arena; a != nil && a.nAttr+n <= len(a.attrs) {
+		a.nAttr += n
+		return a.attrs[a.nAttr-n : a.nAttr : a.nAttr]
+	}
+	if len(p.attrB) < n {
+		p.attrB = make([]xml.Attr, max(attrBlock, n))
+	}
+	list := p.attrB[:n:n]
+	p.attrB = p.attrB[n:]
+	return list
+}
+
+// newChildren returns a child list of n from the arena, or the block.
+func (p *fastParser) newChildren(n int) []*Element {
+	if a := p.arena; a != nil && a.nPtr+n <= len(a.ptrs) {
+		a.nPtr += n
+		return a.ptrs[a.nPtr-n : a.nPtr : a.nPtr]
+	}
+	if len(p.ptrB) < n {
+		p.ptrB = make([]*Element, max(ptrBlock, n))
+	}
+	list := p.ptrB[:n:n]
+	p.ptrB = p.ptrB[n:]
+	return list
 }
 
 // startTag reads a start tag at data[i:] ('<' and not '/', '!', '?'): it opens the element in
@@ -498,11 +537,7 @@ func (p *fastParser) startTag(s *StreamReader, data []byte, i int) (*Element, in
 	el := p.newElement()
 	el.Name = xml.Name{Space: s.resolve(name, true), Local: name.Local}
 	if nAttr > 0 {
-		if len(p.attrB) < nAttr {
-			p.attrB = make([]xml.Attr, max(attrBlock, nAttr))
-		}
-		list := p.attrB[:nAttr:nAttr]
-		p.attrB = p.attrB[nAttr:]
+		list := p.newAttrs(nAttr)
 		k := 0
 		for _, a := range p.attrs {
 			if a.name.Space == "xmlns" || (a.name.Space == "" && a.name.Local == "xmlns") {

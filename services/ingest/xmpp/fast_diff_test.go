@@ -2,6 +2,7 @@ package xmpp_test
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -82,6 +83,7 @@ func FuzzFastReaderMatchesDecoder(f *testing.F) {
 	for _, s := range seeds {
 		f.Add(header+s, uint8(0), uint16(0))
 		f.Add(header+s, uint8(3), uint16(40))
+		f.Add(header+s+s, uint8(1), uint16(0))
 	}
 	paths, _ := filepath.Glob(filepath.Join("..", "xep0357", "testdata", "stanzas", "*.xml"))
 	for _, p := range paths {
@@ -91,6 +93,7 @@ func FuzzFastReaderMatchesDecoder(f *testing.F) {
 		}
 		f.Add(header+string(b)+string(b), uint8(0), uint16(0))
 		f.Add(header+strings.TrimSpace(string(b))+" "+string(b), uint8(100), uint16(len(b)))
+		f.Add(header+string(b)+"<a/>"+string(b)+string(b), uint8(255), uint16(0))
 	}
 	f.Fuzz(func(t *testing.T, s string, chunk uint8, limit uint16) {
 		max := 1 << 20
@@ -107,8 +110,18 @@ func FuzzFastReaderMatchesDecoder(f *testing.F) {
 		if herr != nil {
 			return
 		}
+		// An odd chunk size reads with NextArena and releases each tree once compared, so
+		// that the next stanzas reuse its memory, and every third element with Next.
+		withArena := chunk%2 == 1
 		for i := 0; ; i++ {
-			el, err := sr.Next()
+			var el *xmpp.Element
+			var arena *xmpp.Arena
+			var err error
+			if withArena && i%3 != 2 {
+				el, arena, err = sr.NextArena()
+			} else {
+				el, err = sr.Next()
+			}
 			rel, rerr := ref.Next()
 			if readClass(err) != readClass(rerr) {
 				t.Fatalf("element %d: %v, reference %v", i, err, rerr)
@@ -119,6 +132,7 @@ func FuzzFastReaderMatchesDecoder(f *testing.F) {
 			if !reflect.DeepEqual(el, rel) {
 				t.Fatalf("element %d:\n got %+v\nwant %+v", i, el, rel)
 			}
+			arena.Release()
 		}
 	})
 }
@@ -169,6 +183,97 @@ func TestFastPathReadsServerStanzas(t *testing.T) {
 		// Only the first stanza after the stream header goes to the decoder.
 		if d := sr.Decoded(); d != 1 {
 			t.Errorf("chunk %d: the decoder read %d stanzas, want 1 (the handshake)", chunk, d)
+		}
+	}
+}
+
+// TestArenaReuse: stanzas read with NextArena into arenas that earlier stanzas used and
+// released (smaller and larger ones, some taking blocks beyond the arena, a pretty-printed one
+// arriving in pieces) are exactly the decoder's trees; a tree kept from Next is untouched by
+// later stanzas; and strings taken from a released tree keep their values.
+func TestArenaReuse(t *testing.T) {
+	paths, _ := filepath.Glob(filepath.Join("..", "xep0357", "testdata", "stanzas", "*.xml"))
+	if len(paths) == 0 {
+		t.Fatal("no stanzas")
+	}
+	var stanzas []string
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stanzas = append(stanzas, string(b))
+	}
+	var big strings.Builder // more elements, attributes and children than an arena holds
+	big.WriteString("<iq id='big'>")
+	for i := range 40 {
+		fmt.Fprintf(&big, "<x n='%d' m='%d'><y>%d</y></x>", i, i, i)
+	}
+	big.WriteString("</iq>")
+	stanzas = append(stanzas, big.String(), "<a/>", "<presence from='p'><status>s</status></presence>")
+	var in strings.Builder
+	in.WriteString(header + "<handshake/>")
+	for round := range 3 {
+		for i := range stanzas {
+			in.WriteString(stanzas[(i*7+round)%len(stanzas)])
+			in.WriteString("\n")
+		}
+	}
+	n := 3 * len(stanzas)
+	for _, chunk := range []int{0, 97} {
+		sr := xmpp.NewStreamReader(&chunkReader{s: in.String(), n: chunk}, 64<<10)
+		ref := xmpp.NewDecoderStreamReader(strings.NewReader(in.String()), 64<<10)
+		if _, err := sr.Header(); err != nil {
+			t.Fatal(err)
+		}
+		ref.Header()
+		sr.Next() // the handshake: the decoder reads the first stanza
+		ref.Next()
+		type kept struct {
+			el, want *xmpp.Element
+		}
+		var keep []kept
+		var ids []string
+		arenas := 0
+		for i := range n {
+			var el *xmpp.Element
+			var arena *xmpp.Arena
+			var err error
+			if i%5 == 4 {
+				el, err = sr.Next()
+			} else {
+				el, arena, err = sr.NextArena()
+			}
+			rel, rerr := ref.Next()
+			if err != nil || rerr != nil {
+				t.Fatalf("chunk %d, stanza %d: %v, reference %v", chunk, i, err, rerr)
+			}
+			if !reflect.DeepEqual(el, rel) {
+				t.Fatalf("chunk %d, stanza %d:\n got %+v\nwant %+v", chunk, i, el, rel)
+			}
+			if arena != nil {
+				arenas++
+				ids = append(ids, el.AttrValue("id"))
+				arena.Release()
+				if el.Name.Local != "" {
+					t.Fatalf("chunk %d, stanza %d: a released tree still has its root's name", chunk, i)
+				}
+			} else if i%5 == 4 {
+				keep = append(keep, kept{el, rel})
+			}
+		}
+		if arenas < n/2 {
+			t.Errorf("chunk %d: %d of %d stanzas read with NextArena came in an arena", chunk, arenas, n)
+		}
+		for j, k := range keep {
+			if !reflect.DeepEqual(k.el, k.want) {
+				t.Errorf("chunk %d: tree %d read with Next changed after later stanzas:\n got %+v\nwant %+v", chunk, j, k.el, k.want)
+			}
+		}
+		for j, id := range ids {
+			if id != "" && !strings.Contains(in.String(), "id='"+id+"'") && !strings.Contains(in.String(), "id=\""+id+"\"") {
+				t.Errorf("chunk %d: id %d taken from a tree is %q after its release", chunk, j, id)
+			}
 		}
 	}
 }

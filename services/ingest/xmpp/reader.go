@@ -152,6 +152,8 @@ type StreamReader struct {
 	// counts against the size limit of the text token the decoder would have read).
 	ws   int64
 	fast fastParser
+	// withArena: the caller (NextArena) takes the stanza's arena.
+	withArena bool
 	// pendingEnd is "</" and the root name of the stanza the fast path found incomplete
 	// (empty if it did not get past its start tag); the first pendingSearched bytes of the
 	// stanza do not contain it.
