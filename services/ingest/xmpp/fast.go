@@ -20,9 +20,10 @@ import (
 // So the fast path never has to produce an error itself, only to refuse what it is not sure of.
 //
 // All attribute values and texts of a stanza are substrings of one string made at its end (the
-// values, decoded, one after the other); names and namespace URIs are interned per stream. Elements, attribute lists and child lists
-// come from the stanza's Arena when the caller reads with NextArena (and releases the tree when
-// done), otherwise, and beyond the arena's room, from blocks shared by consecutive stanzas.
+// values, decoded, one after the other); names and namespace URIs are interned per stream.
+// Elements, attribute lists and child lists come from the stanza's Arena when the caller reads
+// with NextArena (and releases the tree when done), otherwise, and beyond the arena's room, from
+// blocks shared by consecutive stanzas.
 
 type fastResult int
 

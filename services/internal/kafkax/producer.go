@@ -21,8 +21,7 @@ import (
 )
 
 // Precomputed measurement options: building an attribute set per call costs more than the rest
-// of recording.
-// They are slices so that passing them does not allocate a variadic slice per call.
+// of recording. Slices, so that passing them does not allocate a variadic slice per call.
 var (
 	producedOK  = []metric.RecordOption{metric.WithAttributeSet(attribute.NewSet(attribute.Bool("error", false)))}
 	producedErr = []metric.RecordOption{metric.WithAttributeSet(attribute.NewSet(attribute.Bool("error", true)))}
