@@ -376,8 +376,14 @@ func TestDashboardOnStack(t *testing.T) {
 			ratios = append(ratios, *v)
 		}
 	}
+	// Coalescing makes fewer wakes than events in all; a single minute's ratio is that, but when
+	// the traffic crosses a minute boundary the trailing wakes of one minute's events fall into
+	// the next, whose ratio may then exceed 1 (CI saw [0.56 4]).
 	w, e := num("SELECT count() FROM "+db+".wakes FINAL"), num("SELECT count() FROM "+db+".events FINAL WHERE device_id != '"+lostDevice+"'")
-	if len(ratios) == 0 || slices.ContainsFunc(ratios, func(r float64) bool { return r <= 0 || r > 1 }) ||
+	if e == 0 || w <= 0 || w > e {
+		t.Errorf("raw tables: %v wakes for %v events", w, e)
+	}
+	if len(ratios) == 0 || slices.ContainsFunc(ratios, func(r float64) bool { return r < 0 || math.IsInf(r, 0) || math.IsNaN(r) }) ||
 		len(ratios) == 1 && math.Abs(ratios[0]-w/e) > 1e-9 {
 		t.Errorf("wakes per event %v (raw: %v wakes, %v events)", ratios, w, e)
 	}
