@@ -44,17 +44,24 @@ func producerFixture(t *testing.T) (*tracetest.SpanRecorder, *kafkax.Config, *ka
 	otel.SetTracerProvider(sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec)))
 	otel.SetTextMapPropagator(propagation.TraceContext{})
 	cfg := &kafkax.Config{Brokers: []string{stacktest.Kafka(t)}, Partitions: 3, ReplicationFactor: 1, BatchTimeout: 2 * time.Millisecond}
+	return rec, cfg, startProducer(t, cfg, topics.Events)
+}
+
+// startProducer creates topics on cfg's broker and returns a producer for them, closed when the
+// test ends.
+func startProducer(tb testing.TB, cfg *kafkax.Config, names ...string) *kafkax.Producer {
+	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := cfg.EnsureTopics(ctx, topics.Events); err != nil {
-		t.Fatal(err)
+	if err := cfg.EnsureTopics(ctx, names...); err != nil {
+		tb.Fatal(err)
 	}
 	p, err := kafkax.NewProducer(cfg)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	t.Cleanup(func() { p.Close() })
-	return rec, cfg, p
+	tb.Cleanup(func() { p.Close() })
+	return p
 }
 
 // The producer writes acknowledged records keyed by device id with the schema headers, and the
@@ -192,16 +199,9 @@ func TestProducerSpanOffsetsConcurrent(t *testing.T) {
 // value, no schema header.
 func TestProducerRegistrationKeysAndTombstones(t *testing.T) {
 	cfg := &kafkax.Config{Brokers: []string{stacktest.Kafka(t)}, Partitions: 3, ReplicationFactor: 1, BatchTimeout: 2 * time.Millisecond}
+	p := startProducer(t, cfg, topics.Registrations)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := cfg.EnsureTopics(ctx, topics.Registrations); err != nil {
-		t.Fatal(err)
-	}
-	p, err := kafkax.NewProducer(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
 	// Device ids whose plain keys fall into every partition, each with a registration id whose
 	// whole composite key alone would hash elsewhere for at least one of them.
 	devices := []string{"0123456789abcdef0123456789abcdef", "fedcba9876543210fedcba9876543210", "00000000000000000000000000000001", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}
@@ -296,22 +296,15 @@ func TestProduceAbandonedKeepsItsRecords(t *testing.T) {
 	otel.SetTextMapPropagator(propagation.TraceContext{})
 	// Batches wait up to 300 ms to fill: the first call's context ends long before.
 	cfg := &kafkax.Config{Brokers: []string{stacktest.Kafka(t)}, Partitions: 3, ReplicationFactor: 1, BatchTimeout: 300 * time.Millisecond, BatchSize: 1000}
+	p := startProducer(t, cfg, topics.Events)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := cfg.EnsureTopics(ctx, topics.Events); err != nil {
-		t.Fatal(err)
-	}
-	p, err := kafkax.NewProducer(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
 	event := func(i int) kafkax.Record {
 		dev := fmt.Sprintf("%032x", i)
 		return kafkax.Record{Topic: topics.Events, Key: dev, Msg: &wakepushv1.PushEvent{Id: records.NewID(), DeviceId: dev, App: fmt.Sprintf("app-%d", i)}}
 	}
 	short, cancelShort := context.WithTimeout(ctx, 20*time.Millisecond)
-	err = p.Produce(short, event(0), event(1), event(2))
+	err := p.Produce(short, event(0), event(1), event(2))
 	cancelShort()
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("abandoned call: %v, want a deadline error", err)

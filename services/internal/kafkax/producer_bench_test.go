@@ -28,16 +28,9 @@ func BenchmarkProduce(b *testing.B) {
 	otel.SetTracerProvider(sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(0.01)))))
 	otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}))
 	cfg := &kafkax.Config{Brokers: []string{stacktest.Kafka(b)}, Partitions: 12, ReplicationFactor: 1, BatchTimeout: 2 * time.Millisecond, BatchSize: 100}
+	p := startProducer(b, cfg, topics.Events)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	if err := cfg.EnsureTopics(ctx, topics.Events); err != nil {
-		b.Fatal(err)
-	}
-	p, err := kafkax.NewProducer(cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer p.Close()
 	tracer := otel.Tracer("bench")
 	var n atomic.Int64
 	b.SetParallelism(64) // ingest runs up to MaxInFlight handlers at once
