@@ -78,7 +78,7 @@ func TestProducer(t *testing.T) {
 	}
 	parent.End()
 
-	r := kafka.NewReader(kafka.ReaderConfig{Brokers: cfg.Brokers, Topic: topics.Events, Partition: partitionOf(t, cfg, ev.DeviceId)})
+	r := partitionReader(t, cfg, topics.Events, partitionOf(t, cfg, ev.DeviceId))
 	defer r.Close()
 	msg, err := r.ReadMessage(ctx)
 	if err != nil {
@@ -158,7 +158,7 @@ func TestProducerSpanOffsetsConcurrent(t *testing.T) {
 	}
 	bySpan := map[trace.SpanID]pos{}
 	for part := range 3 {
-		r := kafka.NewReader(kafka.ReaderConfig{Brokers: cfg.Brokers, Topic: topics.Events, Partition: part})
+		r := partitionReader(t, cfg, topics.Events, part)
 		for {
 			rctx, rcancel := context.WithTimeout(ctx, 500*time.Millisecond)
 			msg, err := r.ReadMessage(rctx)
@@ -222,7 +222,7 @@ func TestProducerRegistrationKeysAndTombstones(t *testing.T) {
 		t.Fatal("test data: every composite key hashes like its device id; pick other ids")
 	}
 	for _, dev := range devices {
-		r := kafka.NewReader(kafka.ReaderConfig{Brokers: cfg.Brokers, Topic: topics.Registrations, Partition: partitionOf(t, cfg, dev)})
+		r := partitionReader(t, cfg, topics.Registrations, partitionOf(t, cfg, dev))
 		var got []kafka.Message
 		for len(got) < 2 {
 			msg, err := r.ReadMessage(ctx)
@@ -241,6 +241,17 @@ func TestProducerRegistrationKeysAndTombstones(t *testing.T) {
 			t.Errorf("device %s: tombstone has value %q, headers %v", dev, got[1].Value, got[1].Headers)
 		}
 	}
+}
+
+// partitionReader reads one partition from its start with wakepush's fetch settings. A
+// kafka-go reader with the default MaxWait (10 s) takes that long to close once caught up.
+func partitionReader(t *testing.T, cfg *kafkax.Config, topic string, partition int) *kafka.Reader {
+	t.Helper()
+	d, err := cfg.Dialer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kafka.NewReader(kafkax.PartitionReaderConfig(cfg.Brokers, d, topic, partition))
 }
 
 // partitionOf is where the Murmur2 balancer (Java-compatible) puts key.
@@ -317,7 +328,7 @@ func TestProduceAbandonedKeepsItsRecords(t *testing.T) {
 	}
 	byKey := map[string]*wakepushv1.PushEvent{}
 	for part := range 3 {
-		r := kafka.NewReader(kafka.ReaderConfig{Brokers: cfg.Brokers, Topic: topics.Events, Partition: part})
+		r := partitionReader(t, cfg, topics.Events, part)
 		for {
 			rctx, rcancel := context.WithTimeout(ctx, time.Second)
 			msg, err := r.ReadMessage(rctx)
