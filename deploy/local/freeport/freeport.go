@@ -97,10 +97,8 @@ func Offset(bases []int) (int, error) {
 	if last < first {
 		return 0, fmt.Errorf("freeport: ports %d-%d do not fit between %d and the ephemeral range at %d", minB, maxB, lowest, eph)
 	}
-	n := last - first + 1
-	start := rand.IntN(n)
-	for i := range min(n, 200) {
-		off := first + (start+i*7919)%n // a stride coprime to most n spreads the tries
+	for range 200 {
+		off := first + rand.IntN(last-first+1)
 		if bindable(bases, off) {
 			for _, b := range bases {
 				given[b+off] = true

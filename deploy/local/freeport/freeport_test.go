@@ -21,12 +21,18 @@ func TestPortIsBindableUniqueAndBelowEphemeralRange(t *testing.T) {
 		if low-lowest >= 1000 && (p < lowest || p >= low) {
 			t.Fatalf("port %d outside [%d, %d)", p, lowest, low)
 		}
-		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
-		if err != nil {
-			t.Fatalf("port %d not bindable: %v", p, err)
-		}
-		l.Close()
+		mustBind(t, p)
 	}
+}
+
+// mustBind fails the test unless port p on 127.0.0.1 can be listened on now.
+func mustBind(t *testing.T, p int) {
+	t.Helper()
+	l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
+	if err != nil {
+		t.Fatalf("port %d not bindable: %v", p, err)
+	}
+	l.Close()
 }
 
 func TestPortSkipsPortsInUse(t *testing.T) {
@@ -84,11 +90,7 @@ func TestOffset(t *testing.T) {
 				t.Fatalf("port %d covered twice", p)
 			}
 			seen[p] = true
-			l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
-			if err != nil {
-				t.Fatalf("port %d not bindable: %v", p, err)
-			}
-			l.Close()
+			mustBind(t, p)
 		}
 	}
 	// Port never hands out a port an offset covers.

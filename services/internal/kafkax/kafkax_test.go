@@ -158,17 +158,9 @@ func TestProducerSpanOffsetsConcurrent(t *testing.T) {
 	}
 	bySpan := map[trace.SpanID]pos{}
 	for part := range 3 {
-		r := partitionReader(t, cfg, topics.Events, part)
-		for {
-			rctx, rcancel := context.WithTimeout(ctx, 500*time.Millisecond)
-			msg, err := r.ReadMessage(rctx)
-			rcancel()
-			if err != nil {
-				break
-			}
+		for _, msg := range readPartition(t, cfg, topics.Events, part) {
 			bySpan[trace.SpanContextFromContext(kafkax.Extract(context.Background(), &msg)).SpanID()] = pos{msg.Partition, msg.Offset}
 		}
-		r.Close()
 	}
 	if len(bySpan) != 20 {
 		t.Fatalf("read back %d records, want 20", len(bySpan))
@@ -254,6 +246,23 @@ func partitionReader(t *testing.T, cfg *kafkax.Config, topic string, partition i
 	return kafka.NewReader(kafkax.PartitionReaderConfig(cfg.Brokers, d, topic, partition))
 }
 
+// readPartition returns every record of a partition: those read until none came for a second.
+func readPartition(t *testing.T, cfg *kafkax.Config, topic string, partition int) []kafka.Message {
+	t.Helper()
+	r := partitionReader(t, cfg, topic, partition)
+	defer r.Close()
+	var msgs []kafka.Message
+	for {
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		msg, err := r.ReadMessage(ctx)
+		cancel()
+		if err != nil {
+			return msgs
+		}
+		msgs = append(msgs, msg)
+	}
+}
+
 // partitionOf is where the Murmur2 balancer (Java-compatible) puts key.
 func partitionOf(t *testing.T, cfg *kafkax.Config, key string) int {
 	t.Helper()
@@ -328,14 +337,7 @@ func TestProduceAbandonedKeepsItsRecords(t *testing.T) {
 	}
 	byKey := map[string]*wakepushv1.PushEvent{}
 	for part := range 3 {
-		r := partitionReader(t, cfg, topics.Events, part)
-		for {
-			rctx, rcancel := context.WithTimeout(ctx, time.Second)
-			msg, err := r.ReadMessage(rctx)
-			rcancel()
-			if err != nil {
-				break
-			}
+		for _, msg := range readPartition(t, cfg, topics.Events, part) {
 			got, err := records.Decode(kafkax.Header(&msg, records.HeaderSchema), msg.Value)
 			if err != nil {
 				t.Fatalf("record under key %s: %v", msg.Key, err)
@@ -346,7 +348,6 @@ func TestProduceAbandonedKeepsItsRecords(t *testing.T) {
 			}
 			byKey[string(msg.Key)] = ev
 		}
-		r.Close()
 	}
 	for i := range 42 {
 		dev := fmt.Sprintf("%032x", i)
