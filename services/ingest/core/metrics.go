@@ -3,11 +3,12 @@ package core
 import (
 	"context"
 	"fmt"
-	"sync"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
+
+	"github.com/wakepush/wakepush/services/internal/telemetry"
 )
 
 // MeterName is the instrumentation scope of ingest's metrics.
@@ -15,15 +16,11 @@ const MeterName = "github.com/wakepush/wakepush/services/ingest"
 
 // Metrics are ingest's request metrics (OpenTelemetry, exported on /metrics).
 type Metrics struct {
-	publishes     metric.Int64Counter
-	inflightCount metric.Int64UpDownCounter
-	registrations metric.Int64Counter
-	receipts      metric.Int64Counter
-
-	// Attribute sets are built once per label combination: building one per call (sorting,
-	// hashing, allocating) cost ~8 µs of a publish's CPU.
-	publishAttrs  sync.Map // publishKey → metric.MeasurementOption
-	inflightAttrs sync.Map // source → metric.MeasurementOption
+	// Counted on every publish: atomic cells read at collection (telemetry.Counts).
+	publishes      *telemetry.Counts[publishKey]
+	inflightCounts *telemetry.Counts[string] // by source
+	registrations  metric.Int64Counter
+	receipts       metric.Int64Counter
 }
 
 type publishKey struct {
@@ -36,12 +33,18 @@ func NewMetrics() (*Metrics, error) {
 	meter := otel.Meter(MeterName)
 	var m Metrics
 	var err error
-	if m.publishes, err = meter.Int64Counter("wakepush.ingest.publishes",
-		metric.WithDescription("publishes (XEP-0357 publish IQs, HTTP events) by source, outcome and condition")); err != nil {
+	if m.publishes, err = telemetry.NewCounts(meter, "wakepush.ingest.publishes",
+		"publishes (XEP-0357 publish IQs, HTTP events) by source, outcome and condition", false,
+		func(k publishKey) []attribute.KeyValue {
+			return append(outcomeAttrs(k.code), attribute.String("source", k.source))
+		}); err != nil {
 		return nil, fmt.Errorf("metric: %w", err)
 	}
-	if m.inflightCount, err = meter.Int64UpDownCounter("wakepush.ingest.publishes.inflight",
-		metric.WithDescription("publishes being verified or waiting for Kafka's acknowledgement")); err != nil {
+	if m.inflightCounts, err = telemetry.NewCounts(meter, "wakepush.ingest.publishes.inflight",
+		"publishes being verified or waiting for Kafka's acknowledgement", true,
+		func(source string) []attribute.KeyValue {
+			return []attribute.KeyValue{attribute.String("source", source)}
+		}); err != nil {
 		return nil, fmt.Errorf("metric: %w", err)
 	}
 	if m.registrations, err = meter.Int64Counter("wakepush.ingest.registrations",
@@ -73,21 +76,12 @@ func outcomeAttrs(c Code) []attribute.KeyValue {
 
 // Publish counts one publish with its source and result. Front ends call it for publishes they
 // refuse before the core sees them (malformed, over the in-flight limit).
-func (m *Metrics) Publish(ctx context.Context, source string, c Code) {
-	k := publishKey{source, c}
-	opt, ok := m.publishAttrs.Load(k)
-	if !ok {
-		opt, _ = m.publishAttrs.LoadOrStore(k, metric.WithAttributeSet(attribute.NewSet(append(outcomeAttrs(c), attribute.String("source", source))...)))
-	}
-	m.publishes.Add(ctx, 1, opt.(metric.MeasurementOption))
+func (m *Metrics) Publish(_ context.Context, source string, c Code) {
+	m.publishes.Add(publishKey{source, c}, 1)
 }
 
-func (m *Metrics) inflight(ctx context.Context, source string, d int64) {
-	opt, ok := m.inflightAttrs.Load(source)
-	if !ok {
-		opt, _ = m.inflightAttrs.LoadOrStore(source, metric.WithAttributeSet(attribute.NewSet(attribute.String("source", source))))
-	}
-	m.inflightCount.Add(ctx, d, opt.(metric.MeasurementOption))
+func (m *Metrics) inflight(_ context.Context, source string, d int64) {
+	m.inflightCounts.Add(source, d)
 }
 
 // Registration counts one registration request.
