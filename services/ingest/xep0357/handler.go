@@ -62,6 +62,10 @@ func ErrorFor(err error) *xmpp.StanzaError {
 	}
 }
 
+// serverSpan is the publish span's start option, made once: the variadic slice of a call
+// through the Tracer interface is allocated on every call otherwise.
+var serverSpan = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindServer)}
+
 // HandlePublish is a component.Handler for <iq type='set'><pubsub xmlns='…pubsub'><publish/>…
 // It records the event (acks=all) before answering.
 func (h *Handler) HandlePublish(ctx context.Context, iq xmpp.IQ) (string, *xmpp.StanzaError) {
@@ -69,7 +73,7 @@ func (h *Handler) HandlePublish(ctx context.Context, iq xmpp.IQ) (string, *xmpp.
 	// Attributes only on a recorded span: for an unsampled one (the default without an
 	// exporter) building them costs more than the span (the standard samplers decide on the
 	// parent and the trace id, not on attributes).
-	ctx, span := h.tracer.Start(ctx, "xep0357 publish", trace.WithSpanKind(trace.SpanKindServer))
+	ctx, span := h.tracer.Start(ctx, "xep0357 publish", serverSpan...)
 	defer span.End()
 	recording := span.IsRecording()
 	if recording {

@@ -40,6 +40,10 @@ const Stage = "sender"
 // processSpanName is the consumer span's name (messaging conventions: operation and topic).
 const processSpanName = "process " + topics.Wakes
 
+// consumerSpan is the process span's start option, made once: the variadic slice of a call
+// through the Tracer interface is allocated on every call otherwise.
+var consumerSpan = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindConsumer)}
+
 // Reasons of records the engine writes without asking a provider.
 const (
 	ReasonDuplicate           = "duplicate_wake"
@@ -312,7 +316,7 @@ type job struct {
 func (e *Engine) handle(stop, work context.Context, msg *kafka.Message) bool {
 	// Attributes only on a recorded span: building them for an unsampled one cost more than
 	// the span (the standard samplers decide on the parent and the trace id, not on them).
-	ctx, span := e.tracer.Start(kafkax.Extract(work, msg), processSpanName, trace.WithSpanKind(trace.SpanKindConsumer))
+	ctx, span := e.tracer.Start(kafkax.Extract(work, msg), processSpanName, consumerSpan...)
 	defer span.End()
 	recording := span.IsRecording()
 	if recording {
