@@ -276,14 +276,25 @@ func ValidDeviceID(id string) bool { return len(id) == DeviceIDLen && lowerHex(i
 // characters).
 func ValidRegistrationID(id string) bool { return len(id) == RegistrationIDLen && lowerHex(id) }
 
-func lowerHex(s string) bool {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
-			return false
-		}
+// notLowerHex is 1 for every byte that is not a lowercase hex digit. A table instead of
+// comparisons: random hex digits make the comparisons' branches unpredictable (~8 ns a
+// character, on the publish path twice per publish).
+var notLowerHex = func() (t [256]byte) {
+	for i := range t {
+		t[i] = 1
 	}
-	return true
+	for _, c := range "0123456789abcdef" {
+		t[c] = 0
+	}
+	return t
+}()
+
+func lowerHex(s string) bool {
+	var bad byte
+	for i := 0; i < len(s); i++ {
+		bad |= notLowerHex[s[i]]
+	}
+	return bad == 0
 }
 
 // Registration is what a client gets for one registration of a device.

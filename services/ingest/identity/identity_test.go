@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/base64"
 	"errors"
+	"fmt"
+	"math/rand/v2"
 	"strings"
 	"testing"
 
@@ -268,5 +270,45 @@ func TestNormalizeToken(t *testing.T) {
 		if err != nil && !errors.Is(err, identity.ErrBadToken) {
 			t.Errorf("error %v is not ErrBadToken", err)
 		}
+	}
+}
+
+func TestValidIDs(t *testing.T) {
+	for _, tc := range []struct {
+		id   string
+		want bool
+	}{
+		{"0123456789abcdef0123456789abcdef", true},
+		{"ffffffffffffffffffffffffffffffff", true},
+		{"0123456789abcdef0123456789abcdeF", false}, // uppercase
+		{"0123456789abcdef0123456789abcdeg", false},
+		{"g123456789abcdef0123456789abcdef", false},
+		{"0123456789abcdef0123456789abcde", false},   // 31
+		{"0123456789abcdef0123456789abcdef0", false}, // 33
+		{"0123456789abcdef0123456789abcd\xff\xfe", false},
+		{"0123456789abcdef0123456789abcd/:", false}, // the bytes around '0'-'9'
+		{"0123456789abcdef0123456789abcd`a", false}, // the byte before 'a'
+		{"", false},
+	} {
+		if got := identity.ValidDeviceID(tc.id); got != tc.want {
+			t.Errorf("ValidDeviceID(%q) = %v, want %v", tc.id, got, tc.want)
+		}
+		if got := identity.ValidRegistrationID(tc.id); got != tc.want {
+			t.Errorf("ValidRegistrationID(%q) = %v, want %v", tc.id, got, tc.want)
+		}
+	}
+}
+
+var sinkValid bool
+
+// BenchmarkValidRegistrationID: random ids, as the publish path sees them.
+func BenchmarkValidRegistrationID(b *testing.B) {
+	ids := make([]string, 1024)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("%016x%016x", rand.Uint64(), rand.Uint64())
+	}
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		sinkValid = identity.ValidRegistrationID(ids[i%len(ids)])
 	}
 }
