@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"os"
 	"slices"
@@ -82,8 +83,9 @@ func newRigOn(b *testing.B, conn *fakexmpp.Conn) *loadRig {
 }
 
 // newBinaryRig runs the ingest binary (GOMAXPROCS=1: one core) against kfake and the fake XMPP
-// server, both in the test process; it returns the rig, the binary's pid and its pprof address.
-func newBinaryRig(b *testing.B) (*loadRig, int, string) {
+// server, both in the test process; it returns the rig, the binary's pid, its pprof address and
+// its admin address (metrics).
+func newBinaryRig(b *testing.B) (r *loadRig, pid int, pprofAddr, adminAddr string) {
 	b.Helper()
 	kcfg := testenv.Kafka(b)
 	fx, err := fakexmpp.Listen("secret")
@@ -91,15 +93,15 @@ func newBinaryRig(b *testing.B) (*loadRig, int, string) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { fx.Close() })
-	pprofAddr := stacktest.FreeAddr(b)
-	p, _, _ := startIngestAdmin(b, kcfg, nil, "GOMAXPROCS=1", "WAKEPUSH_LOG_LEVEL=warn", "WAKEPUSH_KAFKA_BATCH_TIMEOUT=2ms",
+	pprofAddr = stacktest.FreeAddr(b)
+	p, _, adminAddr := startIngestAdmin(b, kcfg, nil, "GOMAXPROCS=1", "WAKEPUSH_LOG_LEVEL=warn", "WAKEPUSH_KAFKA_BATCH_TIMEOUT=2ms",
 		"WAKEPUSH_COMPONENT_ADDR="+fx.Addr(), "WAKEPUSH_COMPONENT_JID=push.example.org", "WAKEPUSH_COMPONENT_SECRET=secret",
 		"WAKEPUSH_PPROF_ADDR="+pprofAddr)
 	conn, err := fx.Accept(15 * time.Second)
 	if err != nil {
 		b.Fatal(err)
 	}
-	return newRigOn(b, conn), p.Pid(), pprofAddr
+	return newRigOn(b, conn), p.Pid(), pprofAddr, adminAddr
 }
 
 // procCPU is the CPU time (user + system) process pid used so far.
@@ -118,7 +120,7 @@ func procCPU(b *testing.B, pid int) time.Duration {
 // open loop at rate. ingest_cpu_us/publish and publishes/core_s come from the process's CPU
 // time, independent of what else runs on the machine.
 func benchBinary(b *testing.B, rate float64) {
-	r, pid, pprofAddr := newBinaryRig(b)
+	r, pid, pprofAddr, adminAddr := newBinaryRig(b)
 	if out := os.Getenv("WAKEPUSH_BENCH_CPUPROFILE"); out != "" && b.N > 1 {
 		// The binary's CPU profile over the first 3 s (WAKEPUSH_BENCH_CPUPROFILE_SECONDS) of the run.
 		secs := cmp.Or(os.Getenv("WAKEPUSH_BENCH_CPUPROFILE_SECONDS"), "3")
@@ -129,6 +131,11 @@ func benchBinary(b *testing.B, rate float64) {
 		defer fetchProfile(b, "http://"+pprofAddr+"/debug/pprof/allocs", out)
 	}
 	r.refused = 0
+	// The binary's own view of the same answers: its histograms of read-to-answer time and of
+	// Kafka acknowledgement time, so a tail can be told apart from the harness's (the fake
+	// server's reading, the in-process broker).
+	answers0 := scrapeHistogram(b, adminAddr, "wakepush_ingest_iq_duration_seconds_bucket", `kind="publish"`)
+	acks0 := scrapeHistogram(b, adminAddr, "wakepush_kafka_produce_duration_seconds_bucket", "")
 	cpu0 := procCPU(b, pid)
 	b.ResetTimer()
 	start := time.Now()
@@ -140,9 +147,58 @@ func benchBinary(b *testing.B, rate float64) {
 	b.ReportMetric(float64(percentile(lat, .99).Microseconds())/1000, "p99_ms")
 	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "ingest_cpu_us/publish")
 	b.ReportMetric(float64(r.refused), "non_result_answers")
+	b.ReportMetric(histogramP99(scrapeHistogram(b, adminAddr, "wakepush_ingest_iq_duration_seconds_bucket", `kind="publish"`), answers0)*1000, "ingest_p99_le_ms")
+	b.ReportMetric(histogramP99(scrapeHistogram(b, adminAddr, "wakepush_kafka_produce_duration_seconds_bucket", ""), acks0)*1000, "kafka_ack_p99_le_ms")
 	if cpu > 0 {
 		b.ReportMetric(float64(b.N)/cpu.Seconds(), "publishes/core_s")
 	}
+}
+
+// scrapeHistogram reads the cumulative bucket counts (upper bound → count, summed over series)
+// of the histogram whose bucket series is name, from the binary's /metrics, keeping the series
+// whose labels contain match.
+func scrapeHistogram(b *testing.B, adminAddr, name, match string) map[float64]float64 {
+	resp, err := http.Get("http://" + adminAddr + "/metrics")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		b.Fatal(err)
+	}
+	buckets := map[float64]float64{}
+	for line := range strings.Lines(string(raw)) {
+		labels, value, ok := strings.Cut(strings.TrimSpace(strings.TrimPrefix(line, name)), "} ")
+		if !strings.HasPrefix(line, name+"{") || !ok || !strings.Contains(labels, match) {
+			continue
+		}
+		_, le, _ := strings.Cut(labels, `le="`)
+		le, _, _ = strings.Cut(le, `"`)
+		bound, err1 := strconv.ParseFloat(le, 64)
+		n, err2 := strconv.ParseFloat(strings.Fields(value)[0], 64)
+		if err1 != nil || err2 != nil {
+			b.Fatalf("%s: cannot read %q", name, line)
+		}
+		buckets[bound] += n
+	}
+	if len(buckets) == 0 {
+		b.Fatalf("%s: no series in /metrics", name)
+	}
+	return buckets
+}
+
+// histogramP99 is the upper bound of the bucket holding the 99th percentile of what was
+// counted between the scrapes before and after.
+func histogramP99(after, before map[float64]float64) float64 {
+	bounds := slices.Sorted(maps.Keys(after))
+	total := after[bounds[len(bounds)-1]] - before[bounds[len(bounds)-1]]
+	for _, le := range bounds {
+		if after[le]-before[le] >= .99*total {
+			return le
+		}
+	}
+	return bounds[len(bounds)-1]
 }
 
 // fetchProfile writes the profile at url to the file out.
