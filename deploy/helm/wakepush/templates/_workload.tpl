@@ -96,6 +96,7 @@ spec:
             {{- toYaml $v.containerSecurityContext | nindent 12 }}
           env:
             {{- .env | nindent 12 }}
+            {{- include "wakepush.goMaxProcs" (dict "root" $root "container" .binary "svc" .svc) | nindent 12 }}
             {{- with .svc.extraEnv }}
             {{- toYaml . | nindent 12 }}
             {{- end }}
@@ -161,4 +162,25 @@ spec:
       {{- range $k, $val := $selector }}
       {{ $k }}: {{ $val | quote }}
       {{- end }}
+{{- end -}}
+
+{{- /*
+wakepush.goMaxProcs: GOMAXPROCS from the container's CPU request, rounded up (divisor 1), when
+goMaxProcsFromRequests is on, the container requests CPU, has no CPU limit (Go follows a limit by
+itself) and its extraEnv does not set GOMAXPROCS. Arguments (dict): root, container, svc.
+*/ -}}
+{{- define "wakepush.goMaxProcs" -}}
+{{- $res := .svc.resources | default dict -}}
+{{- $requests := $res.requests | default dict -}}
+{{- $limits := $res.limits | default dict -}}
+{{- $own := false -}}
+{{- range .svc.extraEnv }}{{ if eq .name "GOMAXPROCS" }}{{ $own = true }}{{ end }}{{ end -}}
+{{- if and .root.Values.goMaxProcsFromRequests $requests.cpu (not $limits.cpu) (not $own) -}}
+- name: GOMAXPROCS
+  valueFrom:
+    resourceFieldRef:
+      containerName: {{ .container | quote }}
+      resource: requests.cpu
+      divisor: "1"
+{{- end -}}
 {{- end -}}
