@@ -186,20 +186,20 @@ func (e *Engine) Run(ctx context.Context, r Reader) error {
 				if e.handle(ctx, workCtx, &w.msg) {
 					e.finished(tracker, w.tok, kick)
 				}
-				e.metrics.inflight.Add(workCtx, -1)
+				e.metrics.inflight.Add(struct{}{}, -1)
 			}
 		})
 	}
 	runErr := e.fetchLoop(ctx, r, func(msg kafka.Message) bool {
 		tok := tracker.Start(msg.Partition, msg.Offset)
-		e.metrics.inflight.Add(workCtx, 1)
+		e.metrics.inflight.Add(struct{}{}, 1)
 		select {
 		case jobs <- work{msg, tok}:
 			return true
 		case <-ctx.Done():
 			// Not handled: it stays pending, so nothing from it on is committed; read again
 			// after the restart.
-			e.metrics.inflight.Add(workCtx, -1)
+			e.metrics.inflight.Add(struct{}{}, -1)
 			return false
 		}
 	})
@@ -627,7 +627,7 @@ func (e *Engine) record(j *job, recs ...kafkax.Record) bool {
 			for _, r := range recs {
 				if d, ok := r.Msg.(*wakepushv1.Delivery); ok {
 					outcome := outcomeName(d.GetOutcome())
-					e.metrics.deliveries.Add(j.ctx, 1, e.metrics.deliveryOpts.Get(deliveryLabels{d.GetApp(), platformName(d.GetPlatform()), outcome, d.GetReason()}))
+					e.metrics.deliveries.Add(deliveryLabels{d.GetApp(), platformName(d.GetPlatform()), outcome, d.GetReason()}, 1)
 					j.span.SetAttributes(attribute.String("wakepush.outcome", outcome))
 				}
 			}

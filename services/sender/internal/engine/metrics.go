@@ -20,9 +20,11 @@ import (
 // metrics are the sender's OpenTelemetry instruments (on /metrics with dots as underscores,
 // e.g. wakepush_sender_deliveries_total).
 type metrics struct {
-	deliveries   metric.Int64Counter
+	// deliveries and inflight change for every wake: atomic cells read at collection
+	// (telemetry.Counts) rather than synchronous instruments.
+	deliveries   *telemetry.Counts[deliveryLabels]
 	latency      metric.Float64Histogram
-	inflight     metric.Int64UpDownCounter
+	inflight     *telemetry.Counts[struct{}]
 	retries      metric.Int64Counter
 	deadLetters  metric.Int64Counter
 	configErrors metric.Int64Counter
@@ -31,8 +33,7 @@ type metrics struct {
 	commitErrors metric.Int64Counter
 	wakeAge      metric.Float64Histogram
 
-	deliveryOpts *telemetry.OptionCache[deliveryLabels]
-	latencyOpts  *telemetry.OptionCache[latencyLabels]
+	latencyOpts *telemetry.OptionCache[latencyLabels]
 
 	// lag is, per push.wakes partition, how many records were behind the high watermark at the
 	// last fetch (wakepush.sender.consumer.lag).
@@ -43,22 +44,23 @@ type metrics struct {
 func newMetrics(e *Engine) (*metrics, error) {
 	meter := otel.Meter("github.com/wakepush/wakepush/services/sender")
 	m := metrics{lag: map[int]int64{},
-		deliveryOpts: telemetry.NewOptionCache(func(l deliveryLabels) []attribute.KeyValue {
-			return []attribute.KeyValue{attribute.String("app", l.app), attribute.String("platform", l.platform),
-				attribute.String("outcome", l.outcome), attribute.String("reason", l.reason)}
-		}),
 		latencyOpts: telemetry.NewOptionCache(func(l latencyLabels) []attribute.KeyValue {
 			return []attribute.KeyValue{attribute.String("app", l.app), attribute.String("platform", l.platform), attribute.String("action", l.action)}
 		}),
 	}
 	errs := make([]error, 14)
-	m.deliveries, errs[0] = meter.Int64Counter("wakepush.sender.deliveries",
-		metric.WithDescription("Delivery records written, by app, platform, outcome and reason"))
+	m.deliveries, errs[0] = telemetry.NewCounts(meter, "wakepush.sender.deliveries",
+		"Delivery records written, by app, platform, outcome and reason", false,
+		func(l deliveryLabels) []attribute.KeyValue {
+			return []attribute.KeyValue{attribute.String("app", l.app), attribute.String("platform", l.platform),
+				attribute.String("outcome", l.outcome), attribute.String("reason", l.reason)}
+		})
 	m.latency, errs[1] = meter.Float64Histogram("wakepush.sender.provider.duration", metric.WithUnit("s"),
 		metric.WithDescription("time from sending a push to the provider's answer, by app, platform and action"),
 		metric.WithExplicitBucketBoundaries(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10))
-	m.inflight, errs[2] = meter.Int64UpDownCounter("wakepush.sender.inflight",
-		metric.WithDescription("wakes being handled (pushing, backing off, or waiting for a paused app)"))
+	m.inflight, errs[2] = telemetry.NewCounts(meter, "wakepush.sender.inflight",
+		"wakes being handled (pushing, backing off, or waiting for a paused app)", true,
+		func(struct{}) []attribute.KeyValue { return nil })
 	m.retries, errs[3] = meter.Int64Counter("wakepush.sender.retries",
 		metric.WithDescription("provider attempts that will be retried, by app and reason"))
 	m.deadLetters, errs[4] = meter.Int64Counter("wakepush.sender.dead_letters",

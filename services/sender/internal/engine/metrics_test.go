@@ -23,7 +23,8 @@ import (
 )
 
 // The consumer lag and wake age the alert rules read (deploy/monitoring/rules): a wake fetched
-// 41 records behind its partition's high watermark and created 90 s before the sender handles it.
+// 41 records behind its partition's high watermark and created 90 s before the sender handles it;
+// and the per-wake counters (deliveries by outcome, wakes in flight) it leaves behind.
 func TestLagAndWakeAgeMetrics(t *testing.T) {
 	reader := sdkmetric.NewManualReader()
 	prev := otel.GetMeterProvider()
@@ -53,6 +54,21 @@ func TestLagAndWakeAgeMetrics(t *testing.T) {
 		CreatedAt: records.Timestamp(now.Add(-90 * time.Second))})
 	r := &oneWake{committed: make(chan struct{}), msg: &kafka.Message{Topic: topics.Wakes, Partition: 3, Offset: 58, HighWaterMark: 100,
 		Key: []byte("d1"), Value: w, Headers: []kafka.Header{{Key: records.HeaderSchema, Value: []byte("wakepush.v1.Wake")}}}}
+	var before struct{ deliveries, inflight metricdata.Sum[int64] }
+	var rm0 metricdata.ResourceMetrics
+	if err := reader.Collect(context.Background(), &rm0); err != nil {
+		t.Fatal(err)
+	}
+	for _, sm := range rm0.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			switch m.Name {
+			case "wakepush.sender.deliveries":
+				before.deliveries = m.Data.(metricdata.Sum[int64])
+			case "wakepush.sender.inflight":
+				before.inflight = m.Data.(metricdata.Sum[int64])
+			}
+		}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- e.Run(ctx, r) }()
@@ -70,7 +86,7 @@ func TestLagAndWakeAgeMetrics(t *testing.T) {
 	if err := reader.Collect(context.Background(), &rm); err != nil {
 		t.Fatal(err)
 	}
-	var sawLag, sawAge bool
+	var sawLag, sawAge, sawDeliveries, sawInflight bool
 	for _, sm := range rm.ScopeMetrics {
 		for _, m := range sm.Metrics {
 			switch m.Name {
@@ -92,10 +108,45 @@ func TestLagAndWakeAgeMetrics(t *testing.T) {
 					t.Errorf("wake age: %+v, want one observation of 90 s", h.DataPoints)
 				}
 				sawAge = true
+			case "wakepush.sender.deliveries":
+				// Engines of earlier tests report here too (through the global delegate, set
+				// first by this test), so the test's own delivery is the change since before.
+				sum := m.Data.(metricdata.Sum[int64])
+				if got := accepted(sum) - accepted(before.deliveries); !sum.IsMonotonic || got != 1 {
+					t.Errorf("deliveries of im.x accepted: +%d (monotonic %v), want +1", got, sum.IsMonotonic)
+				}
+				sawDeliveries = true
+			case "wakepush.sender.inflight":
+				sum := m.Data.(metricdata.Sum[int64])
+				if sum.IsMonotonic || total(sum) != total(before.inflight) {
+					t.Errorf("inflight: %d before, %d after the wake (monotonic %v), want an up-down sum back where it was", total(before.inflight), total(sum), sum.IsMonotonic)
+				}
+				sawInflight = true
 			}
 		}
 	}
-	if !sawLag || !sawAge {
-		t.Errorf("lag reported %v, wake age reported %v; want both", sawLag, sawAge)
+	if !sawLag || !sawAge || !sawDeliveries || !sawInflight {
+		t.Errorf("reported: lag %v, wake age %v, deliveries %v, inflight %v; want all", sawLag, sawAge, sawDeliveries, sawInflight)
 	}
+}
+
+// accepted is the im.x/accepted series of wakepush.sender.deliveries (0 when absent).
+func accepted(s metricdata.Sum[int64]) int64 {
+	for _, dp := range s.DataPoints {
+		app, _ := dp.Attributes.Value("app")
+		outcome, _ := dp.Attributes.Value("outcome")
+		if app.AsString() == "im.x" && outcome.AsString() == "accepted" {
+			return dp.Value
+		}
+	}
+	return 0
+}
+
+// total is the sum of every series.
+func total(s metricdata.Sum[int64]) int64 {
+	var n int64
+	for _, dp := range s.DataPoints {
+		n += dp.Value
+	}
+	return n
 }
