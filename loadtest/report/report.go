@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -23,6 +24,8 @@ type Summary struct {
 	Host       string    `json:"host"`
 	Ingests    int       `json:"ingest_processes"`
 	Components string    `json:"component_mode"`
+	// ServiceProcs is the GOMAXPROCS each service ran with (0: Go's default, the machine's cores).
+	ServiceProcs int `json:"service_gomaxprocs"`
 
 	Devices    int            `json:"devices"`
 	Accounts   int            `json:"accounts"`
@@ -187,8 +190,12 @@ func Markdown(s *Summary) string {
 		verdict = "FAIL"
 	}
 	fmt.Fprintf(&b, "# Load test `%s`: %s\n\n", s.Scenario, verdict)
-	fmt.Fprintf(&b, "Started %s on %s; load phase %s; %d ingest process(es), components: %s.\n\n",
-		s.Started.UTC().Format(time.RFC3339), s.Host, s.LoadPhase, s.Ingests, s.Components)
+	procs := "Go's default"
+	if s.ServiceProcs > 0 {
+		procs = strconv.Itoa(s.ServiceProcs)
+	}
+	fmt.Fprintf(&b, "Started %s on %s; load phase %s; %d ingest process(es), components: %s; each service's GOMAXPROCS: %s.\n\n",
+		s.Started.UTC().Format(time.RFC3339), s.Host, s.LoadPhase, s.Ingests, s.Components, procs)
 	if len(s.Failures) > 0 {
 		b.WriteString("## Failures\n\n")
 		for _, f := range s.Failures {

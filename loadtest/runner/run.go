@@ -39,6 +39,10 @@ type Options struct {
 	// ComponentMode: auto (WAKEPUSH_COMPONENTS when ingest supports it), list, or single (one
 	// ingest process per XMPP server).
 	ComponentMode string
+	// ServiceProcs > 0 is the GOMAXPROCS of every service process, as the Helm chart sets it
+	// from a pod's CPU request (goMaxProcsFromRequests; 1 for the default requests); 0 leaves
+	// Go's default (the machine's cores). The harness processes keep Go's default.
+	ServiceProcs int
 	// Progress receives a line per second during the load phase (nil: none).
 	Progress io.Writer
 	// Profile > 0 fetches a CPU profile of that length from every service's
@@ -85,7 +89,7 @@ func Run(ctx context.Context, opts Options) (*report.Summary, error) {
 	defer st.close()
 
 	sum := &report.Summary{Scenario: sc.Name, Host: fmt.Sprintf("%s/%s, %d CPUs", runtime.GOOS, runtime.GOARCH, runtime.NumCPU()),
-		Ingests: len(st.ingestURLs), Components: st.mode, Devices: len(plan.Devices), Accounts: len(plan.Devices) * sc.AccountsPerDevice,
+		Ingests: len(st.ingestURLs), Components: st.mode, ServiceProcs: opts.ServiceProcs, Devices: len(plan.Devices), Accounts: len(plan.Devices) * sc.AccountsPerDevice,
 		Planned: len(plan.Publishes), TargetRate: sc.Rate, MockFaultRate: sc.Mock.Rate500 + sc.Mock.Rate503, Conditions: map[string]int{}, Deliveries: map[string]int{}}
 
 	regs, err := registerAll(ctx, st.ingestURLs[0], sc, plan.Devices)

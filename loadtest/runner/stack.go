@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -203,6 +204,9 @@ func startStack(ctx context.Context, opts Options, sc *scenario.Scenario, plan *
 	}
 	if opts.Race {
 		common = append(common, "GORACE=atexit_sleep_ms=10")
+	}
+	if opts.ServiceProcs > 0 {
+		common = append(common, "GOMAXPROCS="+strconv.Itoa(opts.ServiceProcs))
 	}
 	start := func(name, bin string, env []string) error {
 		admin, err := freeport.Addr()

@@ -37,8 +37,13 @@ func run() int {
 	quiet := flag.Bool("quiet", false, "no progress line")
 	profile := flag.Duration("profile", 0, "fetch a CPU profile of this length (e.g. 30s) from every service in the middle of the load phase; saved in the report dir, top functions in report.md")
 	inBroker := flag.Bool("inprocess-broker", false, "run kfake inside the load test process instead of as a child process (its CPU then counts as the load test's)")
+	serviceProcs := flag.Int("service-procs", 1, "GOMAXPROCS of every service process, as the Helm chart sets it from the default CPU requests (0: Go's default, the machine's cores)")
 	inMocks := flag.Bool("inprocess-mocks", false, "run the provider mocks inside the load test process instead of as a child process (their CPU then counts as the load test's)")
 	flag.Parse()
+	if *serviceProcs < 0 {
+		fmt.Fprintln(os.Stderr, "loadtest: -service-procs must be 0 (Go's default) or more, got", *serviceProcs)
+		return 2
+	}
 	if *scenarioPath == "" || flag.NArg() > 0 {
 		fmt.Fprintln(os.Stderr, "usage: loadtest -scenario FILE [flags]")
 		flag.PrintDefaults()
@@ -68,7 +73,7 @@ func run() int {
 	defer stop()
 	opts := runner.Options{
 		Scenario: sc, ReportDir: dir, Build: procs.GoBuild(root, binDir, *race), Race: *race,
-		ClickHouseTCP: *chAddr, ComponentMode: *mode, Profile: *profile, InProcessBroker: *inBroker, InProcessMocks: *inMocks,
+		ClickHouseTCP: *chAddr, ComponentMode: *mode, ServiceProcs: *serviceProcs, Profile: *profile, InProcessBroker: *inBroker, InProcessMocks: *inMocks,
 		Logf: func(format string, args ...any) {
 			fmt.Fprintf(os.Stderr, "loadtest: "+format+"\n", args...)
 		},
