@@ -73,8 +73,9 @@ func (m *childMocks) close() {
 }
 
 // startMocks starts the provider mocks for cfg: in this process, or (bin != "") as the child
-// process bin (cmd/loadtest-mocks) with its log mocks.log in dir.
-func startMocks(ctx context.Context, bin, dir string, cfg mockhost.Config) (providerMocks, error) {
+// process bin (cmd/loadtest-mocks) with its log mocks.log in dir, serving runtime profiles on
+// pprofAddr when it is not empty.
+func startMocks(ctx context.Context, bin, dir string, cfg mockhost.Config, pprofAddr string) (providerMocks, error) {
 	if bin == "" {
 		h, err := mockhost.Start(cfg)
 		if err != nil {
@@ -91,7 +92,11 @@ func startMocks(ctx context.Context, bin, dir string, cfg mockhost.Config) (prov
 		return nil, err
 	}
 	os.Remove(ready)
-	p, err := procs.Start("mocks", bin, filepath.Join(dir, "mocks.log"), nil, "-config", cfgFile, "-ready", ready)
+	args := []string{"-config", cfgFile, "-ready", ready}
+	if pprofAddr != "" {
+		args = append(args, "-pprof", pprofAddr)
+	}
+	p, err := procs.Start("mocks", bin, filepath.Join(dir, "mocks.log"), nil, args...)
 	if err != nil {
 		return nil, err
 	}

@@ -70,7 +70,7 @@ func startProfiles(ctx context.Context, opts Options, st *stack, logf func(strin
 			out <- nil
 			return
 		}
-		logf("profiling %d services for %s (CPU and allocations)", len(admins), secs)
+		logf("profiling %d processes for %s (CPU and allocations)", len(admins), secs)
 		kinds := []profileKind{cpuProfile, allocsProfile}
 		profs := make([]serviceProfile, len(kinds)*len(admins))
 		var wg sync.WaitGroup

@@ -166,8 +166,18 @@ func startStack(ctx context.Context, opts Options, sc *scenario.Scenario, plan *
 			mcfg.Topics = append(mcfg.Topics, a.ID)
 		}
 	}
-	if st.mocks, err = startMocks(ctx, bins["mocks"], dir, mcfg); err != nil {
+	// With -profile, the mocks' process is profiled beside the services (harness CPU, target 7).
+	mocksPprof := ""
+	if opts.Profile > 0 && bins["mocks"] != "" {
+		if mocksPprof, err = freeport.Addr(); err != nil {
+			return nil, err
+		}
+	}
+	if st.mocks, err = startMocks(ctx, bins["mocks"], dir, mcfg, mocksPprof); err != nil {
 		return nil, fmt.Errorf("provider mocks: %w", err)
+	}
+	if mocksPprof != "" {
+		st.pprofs = append(st.pprofs, adminAddr{name: "mocks", addr: mocksPprof})
 	}
 	inf := st.mocks.info()
 	var apps strings.Builder
