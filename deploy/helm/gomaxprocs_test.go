@@ -9,10 +9,10 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 )
 
-// TestGoMaxProcs checks goMaxProcsFromRequests: every service container with a CPU request and
-// no CPU limit gets GOMAXPROCS from its own request, rounded up by the downward API; a CPU limit
-// (which Go follows itself), the operator's own GOMAXPROCS in extraEnv, or the switch turned off
-// leave Go's default alone.
+// TestGoMaxProcs checks goMaxProcsFromRequests (off by default): when on, every service
+// container with a CPU request and no CPU limit gets GOMAXPROCS from its own request, rounded up
+// by the downward API; a CPU limit (which Go follows itself) or the operator's own GOMAXPROCS in
+// extraEnv leave it alone.
 func TestGoMaxProcs(t *testing.T) {
 	base, err := chartrender.ReadValuesFile(filepath.Join(chartDir(), "ci", "minimal-values.yaml"))
 	if err != nil {
@@ -20,6 +20,7 @@ func TestGoMaxProcs(t *testing.T) {
 	}
 	limited := map[string]any{"resources": map[string]any{"limits": map[string]any{"cpu": "2", "memory": "1Gi"}}}
 	own := map[string]any{"extraEnv": []any{map[string]any{"name": "GOMAXPROCS", "value": "3"}}}
+	on := map[string]any{"goMaxProcsFromRequests": true}
 	for _, tc := range []struct {
 		name string
 		over map[string]any
@@ -27,10 +28,11 @@ func TestGoMaxProcs(t *testing.T) {
 		// value, or "" (not set).
 		want map[string]string
 	}{
-		{"defaults", nil, map[string]string{"ingest": "request", "coalescer": "request", "sender": "request", "recorder": "request"}},
-		{"off", map[string]any{"goMaxProcsFromRequests": false}, map[string]string{"ingest": "", "coalescer": "", "sender": "", "recorder": ""}},
-		{"cpu limit", map[string]any{"sender": limited}, map[string]string{"ingest": "request", "coalescer": "request", "sender": "", "recorder": "request"}},
-		{"extraEnv wins", map[string]any{"coalescer": own}, map[string]string{"ingest": "request", "coalescer": "3", "sender": "request", "recorder": "request"}},
+		{"defaults", nil, map[string]string{"ingest": "", "coalescer": "", "sender": "", "recorder": ""}},
+		{"on", on, map[string]string{"ingest": "request", "coalescer": "request", "sender": "request", "recorder": "request"}},
+		{"on, cpu limit", mergeValues(on, map[string]any{"sender": limited}), map[string]string{"ingest": "request", "coalescer": "request", "sender": "", "recorder": "request"}},
+		{"on, extraEnv wins", mergeValues(on, map[string]any{"coalescer": own}), map[string]string{"ingest": "request", "coalescer": "3", "sender": "request", "recorder": "request"}},
+		{"off, extraEnv", map[string]any{"coalescer": own}, map[string]string{"ingest": "", "coalescer": "3", "sender": "", "recorder": ""}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, objs := render(t, valuesCase{Name: "gomaxprocs-" + tc.name, Path: "x", Vals: mergeValues(base, tc.over)})

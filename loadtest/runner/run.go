@@ -39,9 +39,9 @@ type Options struct {
 	// ComponentMode: auto (WAKEPUSH_COMPONENTS when ingest supports it), list, or single (one
 	// ingest process per XMPP server).
 	ComponentMode string
-	// ServiceProcs > 0 is the GOMAXPROCS of every service process, as the Helm chart sets it
-	// from a pod's CPU request (goMaxProcsFromRequests; 1 for the default requests); 0 leaves
-	// Go's default (the machine's cores). The harness processes keep Go's default.
+	// ServiceProcs > 0 is the GOMAXPROCS of every service process, as the Helm chart's
+	// goMaxProcsFromRequests sets it from a pod's CPU request (1 for the default requests); 0
+	// leaves Go's default (the machine's cores). The harness processes keep Go's default.
 	ServiceProcs int
 	// Progress receives a line per second during the load phase (nil: none).
 	Progress io.Writer
