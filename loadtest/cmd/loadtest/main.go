@@ -35,7 +35,7 @@ func run() int {
 	mode := flag.String("component-mode", "auto", "auto, list (one ingest, WAKEPUSH_COMPONENTS) or single (one ingest per XMPP server)")
 	race := flag.Bool("race", false, "build the services with -race")
 	quiet := flag.Bool("quiet", false, "no progress line")
-	profile := flag.Duration("profile", 0, "fetch a CPU profile of this length (e.g. 30s) from every service in the middle of the load phase; saved in the report dir, top functions in report.md")
+	profile := flag.Duration("profile", 0, "fetch a CPU profile of this length (e.g. 30s) from every service and the provider mocks' process in the middle of the load phase; saved in the report dir, top functions in report.md")
 	inBroker := flag.Bool("inprocess-broker", false, "run kfake inside the load test process instead of as a child process (its CPU then counts as the load test's)")
 	serviceProcs := flag.Int("service-procs", 0, "GOMAXPROCS of every service process, e.g. 1 as the Helm chart's goMaxProcsFromRequests sets it for the default CPU requests (0: Go's default, the machine's cores)")
 	inMocks := flag.Bool("inprocess-mocks", false, "run the provider mocks inside the load test process instead of as a child process (their CPU then counts as the load test's)")
