@@ -75,3 +75,48 @@ func TestServeClient(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestPayloadWakeID: the wake id read off the end of a payload is what encoding/json reads, for
+// the sender's payload shapes and for payloads the shortcut must leave to encoding/json.
+func TestPayloadWakeID(t *testing.T) {
+	for _, p := range []string{
+		`{"aps":{"content-available":1},"wake_id":"0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"}`,
+		`{"aps":{"alert":{"loc-key":"WAKEPUSH_NEW_ACTIVITY"},"mutable-content":1},"wake_id":"w-1"}`,
+		`{"wake_id":"first-and-only"}`,
+		`{"aps":{},"wake_id":"a\"b"}`,
+		`{"aps":{},"wake_id":"a\\b"}`,
+		`{"aps":{},"wake_id":"\u0041"}`,
+		`{"aps":{"wake_id":"inner"},"x":"y"}`,
+		`{"s":"a,\"wake_id\":\"spoof"}`,
+		`{"a":{"b":1,"wake_id":"unbalanced"}`,
+		`{"wake_id":"old","wake_id":"new"}`,
+		`{"aps":{}}`,
+		`not json,"wake_id":"x"}`,
+		``,
+	} {
+		var want struct {
+			WakeID string `json:"wake_id"`
+		}
+		json.Unmarshal([]byte(p), &want)
+		if got := payloadWakeID([]byte(p)); got != want.WakeID {
+			t.Errorf("payloadWakeID(%s) = %q, encoding/json reads %q", p, got, want.WakeID)
+		}
+	}
+}
+
+func BenchmarkPayloadWakeID(b *testing.B) {
+	p := []byte(`{"aps":{"content-available":1},"wake_id":"0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"}`)
+	b.Run("shortcut", func(b *testing.B) {
+		for b.Loop() {
+			payloadWakeID(p)
+		}
+	})
+	b.Run("encoding-json", func(b *testing.B) {
+		for b.Loop() {
+			var body struct {
+				WakeID string `json:"wake_id"`
+			}
+			json.Unmarshal(p, &body)
+		}
+	})
+}
