@@ -298,7 +298,8 @@ type Ready struct {
 	Control string `json:"control"`
 }
 
-// wakeIDField is how the sender's APNs payloads end: `…,"wake_id":"<id>"}` (every push type).
+// wakeIDField is how the sender's alert and background payloads end: `…,"wake_id":"<id>"}` (a
+// VoIP payload ends with "urgent" and takes encoding/json's way).
 var wakeIDField = []byte(`,"wake_id":"`)
 
 // payloadWakeID is the top-level "wake_id" of an APNs payload ("" when there is none). The

@@ -83,6 +83,7 @@ func TestPayloadWakeID(t *testing.T) {
 		`{"aps":{"content-available":1},"wake_id":"0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"}`,
 		`{"aps":{"alert":{"loc-key":"WAKEPUSH_NEW_ACTIVITY"},"mutable-content":1},"wake_id":"w-1"}`,
 		`{"wake_id":"first-and-only"}`,
+		`{"wake_id":"voip-1","urgent":true}`,
 		`{"aps":{},"wake_id":"a\"b"}`,
 		`{"aps":{},"wake_id":"a\\b"}`,
 		`{"aps":{},"wake_id":"\u0041"}`,
