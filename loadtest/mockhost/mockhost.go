@@ -315,6 +315,11 @@ func payloadWakeID(payload []byte) string {
 			}
 		}
 	}
+	return jsonWakeID(payload)
+}
+
+// jsonWakeID is the top-level "wake_id" as encoding/json reads it ("" when absent or invalid).
+func jsonWakeID(payload []byte) string {
 	var body struct {
 		WakeID string `json:"wake_id"`
 	}

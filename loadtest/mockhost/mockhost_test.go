@@ -95,12 +95,8 @@ func TestPayloadWakeID(t *testing.T) {
 		`not json,"wake_id":"x"}`,
 		``,
 	} {
-		var want struct {
-			WakeID string `json:"wake_id"`
-		}
-		json.Unmarshal([]byte(p), &want)
-		if got := payloadWakeID([]byte(p)); got != want.WakeID {
-			t.Errorf("payloadWakeID(%s) = %q, encoding/json reads %q", p, got, want.WakeID)
+		if got, want := payloadWakeID([]byte(p)), jsonWakeID([]byte(p)); got != want {
+			t.Errorf("payloadWakeID(%s) = %q, encoding/json reads %q", p, got, want)
 		}
 	}
 }
@@ -114,10 +110,7 @@ func BenchmarkPayloadWakeID(b *testing.B) {
 	})
 	b.Run("encoding-json", func(b *testing.B) {
 		for b.Loop() {
-			var body struct {
-				WakeID string `json:"wake_id"`
-			}
-			json.Unmarshal(p, &body)
+			jsonWakeID(p)
 		}
 	})
 }
