@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/wakepush/wakepush/loadtest/analysis"
-	"github.com/wakepush/wakepush/loadtest/proccpu"
+	"github.com/wakepush/wakepush/deploy/local/proccpu"
 	"github.com/wakepush/wakepush/loadtest/report"
 	"github.com/wakepush/wakepush/loadtest/scenario"
 )

@@ -26,7 +26,7 @@ import (
 	"github.com/wakepush/wakepush/deploy/local/freeport"
 	"github.com/wakepush/wakepush/loadtest/kafkatopic"
 	"github.com/wakepush/wakepush/loadtest/mocks/apnsmock"
-	"github.com/wakepush/wakepush/loadtest/proccpu"
+	"github.com/wakepush/wakepush/deploy/local/proccpu"
 	"github.com/wakepush/wakepush/loadtest/procs"
 	wakepushv1 "github.com/wakepush/wakepush/schemas/gen/wakepushv1"
 	"github.com/wakepush/wakepush/schemas/records"

@@ -24,7 +24,7 @@ import (
 	"time"
 
 	"github.com/wakepush/wakepush/loadtest/mocks/apnsmock"
-	"github.com/wakepush/wakepush/loadtest/proccpu"
+	"github.com/wakepush/wakepush/deploy/local/proccpu"
 	"github.com/wakepush/wakepush/loadtest/procs"
 	"github.com/wakepush/wakepush/loadtest/senderbench"
 )

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wakepush/wakepush/deploy/local/proccpu"
 	"github.com/wakepush/wakepush/deploy/local/stacktest"
 	"github.com/wakepush/wakepush/services/ingest/component"
 	"github.com/wakepush/wakepush/services/ingest/core"
@@ -110,14 +111,11 @@ func newBinaryRig(b *testing.B) (r *loadRig, pid int, pprofAddr, adminAddr strin
 
 // procCPU is the CPU time (user + system) process pid used so far.
 func procCPU(b *testing.B, pid int) time.Duration {
-	raw, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	d, err := proccpu.Read(pid)
 	if err != nil {
 		b.Fatal(err)
 	}
-	f := strings.Fields(string(raw[strings.LastIndexByte(string(raw), ')')+2:]))
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(ut+st) * (time.Second / 100) // USER_HZ
+	return d
 }
 
 // benchBinary measures the ingest binary on one core: closed loop (rate 0, 200 in flight) or
