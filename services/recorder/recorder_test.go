@@ -23,6 +23,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/wakepush/wakepush/deploy/local/chdb"
+	"github.com/wakepush/wakepush/deploy/local/proccpu"
 	"github.com/wakepush/wakepush/deploy/local/stacktest"
 	schema "github.com/wakepush/wakepush/schemas/clickhouse"
 	wakepushv1 "github.com/wakepush/wakepush/schemas/gen/wakepushv1"
@@ -560,6 +561,94 @@ func BenchmarkInsert(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "rows/s")
+}
+
+// BenchmarkInsertClickHouseCPU measures what one recorder insert costs ClickHouse: the server
+// process's CPU time (from /proc) per insert and per row, for a table with a materialized view
+// (events, feeding events_1m) and one without (receipts), at 1 row (the fixed cost of an insert)
+// and at 2,000 rows (about one second of events at the standard load test's rate). After the
+// inserts it waits for the database's merges to finish, so the merges they caused count too.
+// The recorder's flush interval sets how often each table pays the fixed cost
+// (docs/performance.md, "What one insert costs ClickHouse").
+func BenchmarkInsertClickHouseCPU(b *testing.B) {
+	srv := stacktest.ClickHouse(b)
+	now := time.Now()
+	event := func(i int) proto.Message {
+		return &wakepushv1.PushEvent{Id: records.NewID(), AcceptedAt: tsp(now), DeviceId: fmt.Sprintf("dev-%06d", i%5000), App: "im.monal",
+			Platform: wakepushv1.Platform_PLATFORM_APNS, Source: wakepushv1.EventSource_EVENT_SOURCE_XMPP_COMPONENT, Sender: "example.com", Node: "node"}
+	}
+	receipt := func(i int) proto.Message {
+		return &wakepushv1.Receipt{Id: records.NewID(), CreatedAt: tsp(now), WakeId: records.NewID(), DeviceId: fmt.Sprintf("dev-%06d", i%5000),
+			App: "im.monal", ReceivedAt: tsp(now)}
+	}
+	for _, c := range []struct {
+		name  string
+		topic string
+		tbl   table
+		rec   func(int) proto.Message
+	}{
+		{"events_with_view", topics.Events, eventsTable, event},
+		{"receipts", topics.Receipts, receiptsTable, receipt},
+	} {
+		for _, n := range []int{1, 2000} {
+			b.Run(fmt.Sprintf("%s/rows=%d", c.name, n), func(b *testing.B) {
+				db, conn := testDatabase(b, srv, "rec_cpu")
+				ctx := context.Background()
+				s, err := openStore(ctx, srv.DSN(db), clickhousex.Config{}, true, discardLogger())
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer s.Close()
+				rows := make([][]any, n)
+				for i := range rows {
+					_, row, err := rowFor(c.rec(i), &kafka.Message{Topic: c.topic, Partition: i % 4, Offset: int64(i)})
+					if err != nil {
+						b.Fatal(err)
+					}
+					rows[i] = row
+				}
+				cpu0, err := proccpu.Read(srv.Pid())
+				if err != nil {
+					b.Fatal(err)
+				}
+				i := 0
+				for b.Loop() {
+					i++
+					if err := s.Insert(ctx, c.tbl, fmt.Sprintf("bench-%s-%d", db, i), rows); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.StopTimer()
+				waitMerges(b, conn, db)
+				cpu1, err := proccpu.Read(srv.Pid())
+				if err != nil {
+					b.Fatal(err)
+				}
+				cpu := cpu1 - cpu0
+				b.ReportMetric(float64(cpu.Microseconds())/1000/float64(b.N), "clickhouse_cpu_ms/insert")
+				b.ReportMetric(float64(cpu.Microseconds())/float64(b.N*n), "clickhouse_cpu_us/row")
+			})
+		}
+	}
+}
+
+// waitMerges waits until ClickHouse runs no merge of database db.
+func waitMerges(b *testing.B, conn driver.Conn, db string) {
+	b.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var n uint64
+		if err := conn.QueryRow(context.Background(), "SELECT count() FROM system.merges WHERE database = ?", db).Scan(&n); err != nil {
+			b.Fatal(err)
+		}
+		if n == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("merges of %s still running after 30 s", db)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 func waitReady(t *testing.T, url string, runErr <-chan error) {
