@@ -6,8 +6,8 @@ import (
 	"runtime"
 	"time"
 
-	"github.com/wakepush/wakepush/loadtest/analysis"
 	"github.com/wakepush/wakepush/deploy/local/proccpu"
+	"github.com/wakepush/wakepush/loadtest/analysis"
 	"github.com/wakepush/wakepush/loadtest/report"
 	"github.com/wakepush/wakepush/loadtest/scenario"
 )

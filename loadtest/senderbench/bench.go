@@ -24,9 +24,9 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/wakepush/wakepush/deploy/local/freeport"
+	"github.com/wakepush/wakepush/deploy/local/proccpu"
 	"github.com/wakepush/wakepush/loadtest/kafkatopic"
 	"github.com/wakepush/wakepush/loadtest/mocks/apnsmock"
-	"github.com/wakepush/wakepush/deploy/local/proccpu"
 	"github.com/wakepush/wakepush/loadtest/procs"
 	wakepushv1 "github.com/wakepush/wakepush/schemas/gen/wakepushv1"
 	"github.com/wakepush/wakepush/schemas/records"

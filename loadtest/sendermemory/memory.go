@@ -23,8 +23,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/wakepush/wakepush/loadtest/mocks/apnsmock"
 	"github.com/wakepush/wakepush/deploy/local/proccpu"
+	"github.com/wakepush/wakepush/loadtest/mocks/apnsmock"
 	"github.com/wakepush/wakepush/loadtest/procs"
 	"github.com/wakepush/wakepush/loadtest/senderbench"
 )
