@@ -26,6 +26,8 @@ type Summary struct {
 	Components string    `json:"component_mode"`
 	// ServiceProcs is the GOMAXPROCS each service ran with (0: Go's default, the machine's cores).
 	ServiceProcs int `json:"service_gomaxprocs"`
+	// KafkaPartitions is the partition count of every topic.
+	KafkaPartitions int `json:"kafka_partitions"`
 
 	Devices    int            `json:"devices"`
 	Accounts   int            `json:"accounts"`
@@ -194,8 +196,8 @@ func Markdown(s *Summary) string {
 	if s.ServiceProcs > 0 {
 		procs = strconv.Itoa(s.ServiceProcs)
 	}
-	fmt.Fprintf(&b, "Started %s on %s; load phase %s; %d ingest process(es), components: %s; each service's GOMAXPROCS: %s.\n\n",
-		s.Started.UTC().Format(time.RFC3339), s.Host, s.LoadPhase, s.Ingests, s.Components, procs)
+	fmt.Fprintf(&b, "Started %s on %s; load phase %s; %d ingest process(es), components: %s; each service's GOMAXPROCS: %s; %d partitions per topic.\n\n",
+		s.Started.UTC().Format(time.RFC3339), s.Host, s.LoadPhase, s.Ingests, s.Components, procs, s.KafkaPartitions)
 	if len(s.Failures) > 0 {
 		b.WriteString("## Failures\n\n")
 		for _, f := range s.Failures {

@@ -7,6 +7,7 @@ package runner
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -26,6 +27,10 @@ import (
 	"github.com/wakepush/wakepush/loadtest/xmppserver"
 )
 
+// DefaultKafkaPartitions is the partition count of every topic of a run unless
+// Options.KafkaPartitions says otherwise.
+const DefaultKafkaPartitions = 4
+
 // Options configure a run.
 type Options struct {
 	Scenario  *scenario.Scenario
@@ -43,6 +48,9 @@ type Options struct {
 	// goMaxProcsFromRequests sets it from a pod's CPU request (1 for the default requests); 0
 	// leaves Go's default (the machine's cores). The harness processes keep Go's default.
 	ServiceProcs int
+	// KafkaPartitions is the partition count of every topic (WAKEPUSH_KAFKA_PARTITIONS of the
+	// services, which create the topics); 0 means 4.
+	KafkaPartitions int
 	// Progress receives a line per second during the load phase (nil: none).
 	Progress io.Writer
 	// Profile > 0 fetches a CPU profile of that length from every service's
@@ -89,7 +97,7 @@ func Run(ctx context.Context, opts Options) (*report.Summary, error) {
 	defer st.close()
 
 	sum := &report.Summary{Scenario: sc.Name, Host: fmt.Sprintf("%s/%s, %d CPUs", runtime.GOOS, runtime.GOARCH, runtime.NumCPU()),
-		Ingests: len(st.ingestURLs), Components: st.mode, ServiceProcs: opts.ServiceProcs, Devices: len(plan.Devices), Accounts: len(plan.Devices) * sc.AccountsPerDevice,
+		Ingests: len(st.ingestURLs), Components: st.mode, ServiceProcs: opts.ServiceProcs, KafkaPartitions: cmp.Or(opts.KafkaPartitions, DefaultKafkaPartitions), Devices: len(plan.Devices), Accounts: len(plan.Devices) * sc.AccountsPerDevice,
 		Planned: len(plan.Publishes), TargetRate: sc.Rate, MockFaultRate: sc.Mock.Rate500 + sc.Mock.Rate503, Conditions: map[string]int{}, Deliveries: map[string]int{}}
 
 	regs, err := registerAll(ctx, st.ingestURLs[0], sc, plan.Devices)

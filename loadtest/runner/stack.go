@@ -2,6 +2,7 @@ package runner
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/base64"
 	"errors"
@@ -207,7 +208,7 @@ func startStack(ctx context.Context, opts Options, sc *scenario.Scenario, plan *
 
 	common := []string{
 		"WAKEPUSH_KAFKA_BROKERS=" + st.kafkaAddr,
-		"WAKEPUSH_KAFKA_PARTITIONS=4",
+		"WAKEPUSH_KAFKA_PARTITIONS=" + strconv.Itoa(cmp.Or(opts.KafkaPartitions, DefaultKafkaPartitions)),
 		"WAKEPUSH_APPS_FILE=" + appsFile,
 		"WAKEPUSH_LOG_FORMAT=text",
 		"WAKEPUSH_LOG_LEVEL=info",

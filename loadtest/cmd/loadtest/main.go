@@ -38,10 +38,15 @@ func run() int {
 	profile := flag.Duration("profile", 0, "fetch a CPU profile of this length (e.g. 30s) from every service and the provider mocks' process in the middle of the load phase; saved in the report dir, top functions in report.md")
 	inBroker := flag.Bool("inprocess-broker", false, "run kfake inside the load test process instead of as a child process (its CPU then counts as the load test's)")
 	serviceProcs := flag.Int("service-procs", 0, "GOMAXPROCS of every service process, e.g. 1 as the Helm chart's goMaxProcsFromRequests sets it for the default CPU requests (0: Go's default, the machine's cores)")
+	partitions := flag.Int("kafka-partitions", runner.DefaultKafkaPartitions, "partitions of every topic (the services' WAKEPUSH_KAFKA_PARTITIONS); at a low rate fewer partitions mean fuller fetches and produce requests")
 	inMocks := flag.Bool("inprocess-mocks", false, "run the provider mocks inside the load test process instead of as a child process (their CPU then counts as the load test's)")
 	flag.Parse()
 	if *serviceProcs < 0 {
 		fmt.Fprintln(os.Stderr, "loadtest: -service-procs must be 0 (Go's default) or more, got", *serviceProcs)
+		return 2
+	}
+	if *partitions < 1 {
+		fmt.Fprintln(os.Stderr, "loadtest: -kafka-partitions must be 1 or more, got", *partitions)
 		return 2
 	}
 	if *scenarioPath == "" || flag.NArg() > 0 {
@@ -73,7 +78,7 @@ func run() int {
 	defer stop()
 	opts := runner.Options{
 		Scenario: sc, ReportDir: dir, Build: procs.GoBuild(root, binDir, *race), Race: *race,
-		ClickHouseTCP: *chAddr, ComponentMode: *mode, ServiceProcs: *serviceProcs, Profile: *profile, InProcessBroker: *inBroker, InProcessMocks: *inMocks,
+		ClickHouseTCP: *chAddr, ComponentMode: *mode, ServiceProcs: *serviceProcs, KafkaPartitions: *partitions, Profile: *profile, InProcessBroker: *inBroker, InProcessMocks: *inMocks,
 		Logf: func(format string, args ...any) {
 			fmt.Fprintf(os.Stderr, "loadtest: "+format+"\n", args...)
 		},
