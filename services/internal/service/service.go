@@ -16,6 +16,7 @@ import (
 
 	"github.com/wakepush/wakepush/services/internal/admin"
 	"github.com/wakepush/wakepush/services/internal/config"
+	"github.com/wakepush/wakepush/services/internal/heapfloor"
 	"github.com/wakepush/wakepush/services/internal/logging"
 	"github.com/wakepush/wakepush/services/internal/telemetry"
 )
@@ -41,6 +42,9 @@ type Flags struct {
 	LogFormat    string
 	LogLevel     string
 	DrainTimeout time.Duration
+	// GCHeapFloorMiB is the garbage collector's heap floor (package heapfloor); 0 turns it off.
+	// It is not started when GOGC is set: an operator's GOGC wins.
+	GCHeapFloorMiB int
 
 	// set is where the service's settings were registered: Start takes the secrets' values
 	// from it so that the logger redacts them.
@@ -56,6 +60,8 @@ func (f *Flags) Register(s *config.Set, defaultAdmin string) {
 	s.String(&f.LogFormat, "log-format", "WAKEPUSH_LOG_FORMAT", "json", "log format: json or text")
 	s.String(&f.LogLevel, "log-level", "WAKEPUSH_LOG_LEVEL", "info", "log level: debug, info, warn or error")
 	s.Duration(&f.DrainTimeout, "drain-timeout", "WAKEPUSH_DRAIN_TIMEOUT", 20*time.Second, "how long shutdown may take to drain in-flight work")
+	s.Int(&f.GCHeapFloorMiB, "gc-heap-floor-mib", "WAKEPUSH_GC_HEAP_FLOOR_MIB", 64,
+		"the Go GC's heap goal is at least this many MiB (then 2 × the live heap, as GOGC=100); fewer GC cycles for a small live heap. 0: off. Ignored when GOGC is set")
 }
 
 // Validate checks the common settings.
@@ -63,6 +69,7 @@ func (f *Flags) Validate(chk *config.Check) {
 	chk.Require(f.AdminAddr != "", "WAKEPUSH_ADMIN_ADDR is required")
 	chk.Require(f.PprofAddr == "" || f.PprofAddr != f.AdminAddr || strings.HasSuffix(f.AdminAddr, ":0"), "WAKEPUSH_PPROF_ADDR must differ from WAKEPUSH_ADMIN_ADDR (profiles are never served with the admin endpoints)")
 	chk.Require(f.DrainTimeout > 0, "WAKEPUSH_DRAIN_TIMEOUT must be > 0")
+	chk.Require(f.GCHeapFloorMiB >= 0 && f.GCHeapFloorMiB <= 1<<20, "WAKEPUSH_GC_HEAP_FLOOR_MIB must be between 0 (off) and 1048576")
 }
 
 // Base is a started service's shared machinery.
@@ -74,6 +81,7 @@ type Base struct {
 	// Profiler serves /debug/pprof/; nil when WAKEPUSH_PPROF_ADDR is empty.
 	Profiler *admin.Profiler
 	flags    Flags
+	floor    *heapfloor.Floor
 }
 
 // Start builds the logger and telemetry and starts serving the admin endpoints (not ready yet)
@@ -109,6 +117,7 @@ func Start(ctx context.Context, name string, f Flags) (*Base, error) {
 			log.Warn("profiling is served on a non-loopback address: anyone who reaches it can read profiles", "pprof", b.Profiler.Addr())
 		}
 	}
+	b.floor = startHeapFloor(log, f.GCHeapFloorMiB)
 	log.Info("starting", "version", Version, "admin", adm.Addr(), "pprof", profilerAddr(b.Profiler))
 	return b, nil
 }
@@ -122,6 +131,17 @@ func profilerAddr(p *admin.Profiler) string {
 
 // DrainContext returns a fresh context bounded by the drain timeout, for shutdown work that must
 // run after the run context was cancelled.
+// startHeapFloor starts the GC heap floor unless it is off or GOGC is set.
+func startHeapFloor(log *slog.Logger, mib int) *heapfloor.Floor {
+	if gogc, set := os.LookupEnv("GOGC"); set {
+		if mib > 0 {
+			log.Info("GOGC is set: the GC heap floor stays off", "gogc", gogc)
+		}
+		return heapfloor.Start(0)
+	}
+	return heapfloor.Start(uint64(mib) << 20)
+}
+
 func (b *Base) DrainContext() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), b.flags.DrainTimeout)
 }
@@ -141,6 +161,7 @@ func (b *Base) Close() {
 			b.Log.Warn("pprof shutdown", "err", err)
 		}
 	}
+	b.floor.Stop()
 	b.Log.Info("stopped")
 }
 
