@@ -69,6 +69,11 @@ type Event struct {
 type Arrival struct {
 	At     time.Time
 	WakeID string
+	// Offered is when the pipeline first offered this wake to the provider mock, when the mock
+	// refused it then (an injected 500/503/429, an override) and accepted it only on a later
+	// attempt; zero otherwise. Loss is judged by it: the wait after a provider's refusal is
+	// the provider's, not the pipeline's (the end-to-end latencies still use At).
+	Offered time.Time
 }
 
 // OracleWakes replays DESIGN §5 coalescing over the accepted events (each device: a
@@ -153,8 +158,18 @@ type Coverage struct {
 	Uncovered []int
 }
 
+// offered is when the wake was first offered to the provider: Offered when set and earlier, At
+// otherwise.
+func (a Arrival) offered() time.Time {
+	if !a.Offered.IsZero() && a.Offered.Before(a.At) {
+		return a.Offered
+	}
+	return a.At
+}
+
 // Cover matches every accepted event with the first wake its device received at or after the
-// event was sent. An event is uncovered when that wake came later than interval + slack (+ the
+// event was sent. An event is uncovered when that wake was first offered to the provider (its
+// arrival, or its first refused attempt: Arrival.Offered) later than interval + slack (+ the
 // event's Grace) after
 // the event's answer (ingest answers after it accepted the event, so the answer bounds the
 // acceptance time the pipeline — and ClickHouse's uncovered_events — count from), or never.
@@ -172,7 +187,7 @@ func Cover(events []Event, arrivals map[int32][]Arrival, slack time.Duration) Co
 		if accepted.Before(e.Sent) {
 			accepted = e.Sent
 		}
-		if j == len(as) || as[j].At.After(accepted.Add(e.Interval+slack+e.Grace)) {
+		if j == len(as) || as[j].offered().After(accepted.Add(e.Interval+slack+e.Grace)) {
 			c.Uncovered = append(c.Uncovered, i)
 			continue
 		}

@@ -86,3 +86,30 @@ func TestBursts(t *testing.T) {
 		t.Fatalf("bursts %+v, want d→e and i→h (in time order)", got)
 	}
 }
+
+// TestCoverOfferedWake: a wake the provider mock refused at first is judged by when the pipeline
+// first offered it; its end-to-end latency still runs to the accepted arrival.
+func TestCoverOfferedWake(t *testing.T) {
+	e := ev(1, 0, false) // interval 1 s, answered at 1 ms; slack 1 s: deadline ~2 s
+	for _, c := range []struct {
+		name          string
+		arrival       Arrival
+		wantUncovered bool
+	}{
+		{"accepted late, never refused", Arrival{At: at(2500), WakeID: "w"}, true},
+		{"offered in time, refused, accepted late", Arrival{At: at(2500), WakeID: "w", Offered: at(1500)}, false},
+		{"offered late too", Arrival{At: at(4000), WakeID: "w", Offered: at(2500)}, true},
+		{"an offer after the arrival does not count", Arrival{At: at(2500), WakeID: "w", Offered: at(3000)}, true},
+		{"accepted in time", Arrival{At: at(1500), WakeID: "w"}, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cov := Cover([]Event{e}, map[int32][]Arrival{1: {c.arrival}}, time.Second)
+			if got := len(cov.Uncovered) == 1; got != c.wantUncovered {
+				t.Fatalf("uncovered %v, want %v (%+v)", got, c.wantUncovered, cov)
+			}
+			if !c.wantUncovered && cov.E2E[0] != c.arrival.At.Sub(e.Intended) {
+				t.Errorf("e2e %v, want the accepted arrival's %v", cov.E2E[0], c.arrival.At.Sub(e.Intended))
+			}
+		})
+	}
+}

@@ -79,6 +79,10 @@ type Arrival struct {
 	Token  string `json:"t"`
 	At     int64  `json:"a"` // UNIX nanoseconds (the mock's receive time, before injected latency)
 	WakeID string `json:"w"`
+	// Offered is when the wake was first offered (UNIX nanoseconds), when that was before At:
+	// the mock refused it then (an injected fault, the per-device limit, an override) and
+	// accepted a later attempt. 0 otherwise.
+	Offered int64 `json:"o,omitempty"`
 }
 
 // Host runs both mocks.
@@ -89,15 +93,18 @@ type Host struct {
 
 	mu   sync.Mutex
 	apns []Arrival
+	// offered is each wake id's first offer to either mock (UNIX nanoseconds).
+	offered map[string]int64
 }
 
 // Start starts both mocks on free loopback ports and writes the client files into cfg.Dir.
 func Start(cfg Config) (*Host, error) {
-	h := &Host{}
+	h := &Host{offered: map[string]int64{}}
 	lat := cfg.Latency.fn()
 	var err error
 	h.APNs, err = apnsmock.New(apnsmock.Config{
 		Addr: "127.0.0.1:0", Latency: lat, Rate500: cfg.Rate500, Rate503: cfg.Rate503, MaxRecords: -1,
+		OnOffer: func(p apnsmock.Push) { h.offer(payloadWakeID(p.Payload), p.ReceivedAt.UnixNano()) },
 		OnPush: func(p apnsmock.Push) {
 			id := payloadWakeID(p.Payload)
 			h.mu.Lock()
@@ -123,7 +130,8 @@ func Start(cfg Config) (*Host, error) {
 		h.APNs.AddTopic(t)
 	}
 	h.FCM, err = fcmmock.New(fcmmock.Config{Addr: "127.0.0.1:0", ProjectID: cfg.FCMProject, MaxRecords: cfg.FCMMaxRecords,
-		Faults: fcmmock.Faults{Rate500: cfg.Rate500, Rate503: cfg.Rate503, Latency: lat}})
+		Faults:  fcmmock.Faults{Rate500: cfg.Rate500, Rate503: cfg.Rate503, Latency: lat},
+		OnOffer: func(m fcmmock.Message) { h.offer(m.Data["wake_id"], m.ReceivedAt.UnixNano()) }})
 	if err != nil {
 		h.Close()
 		return nil, fmt.Errorf("fcm mock: %w", err)
@@ -139,13 +147,32 @@ func Start(cfg Config) (*Host, error) {
 	return h, nil
 }
 
-// Arrivals is every push the mocks accepted so far: APNs's in arrival order, then FCM's.
-func (h *Host) Arrivals() []Arrival {
+// offer notes the first time the wake id was offered to a mock.
+func (h *Host) offer(wakeID string, at int64) {
+	if wakeID == "" {
+		return
+	}
 	h.mu.Lock()
-	out := append([]Arrival(nil), h.apns...)
+	if first, ok := h.offered[wakeID]; !ok || at < first {
+		h.offered[wakeID] = at
+	}
 	h.mu.Unlock()
-	for _, m := range h.FCM.Messages() {
+}
+
+// Arrivals is every push the mocks accepted so far: APNs's in arrival order, then FCM's, each
+// with its first offer when a mock refused it before.
+func (h *Host) Arrivals() []Arrival {
+	msgs := h.FCM.Messages()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := append([]Arrival(nil), h.apns...)
+	for _, m := range msgs {
 		out = append(out, Arrival{Token: m.Token, At: m.ReceivedAt.UnixNano(), WakeID: m.Data["wake_id"]})
+	}
+	for i := range out {
+		if first, ok := h.offered[out[i].WakeID]; ok && first < out[i].At {
+			out[i].Offered = first
+		}
 	}
 	return out
 }

@@ -540,7 +540,11 @@ func collectArrivals(ctx context.Context, st *stack) (map[int32][]analysis.Arriv
 			}
 			dev = -1
 		}
-		out[dev] = append(out[dev], analysis.Arrival{At: time.Unix(0, a.At), WakeID: a.WakeID})
+		arr := analysis.Arrival{At: time.Unix(0, a.At), WakeID: a.WakeID}
+		if a.Offered != 0 {
+			arr.Offered = time.Unix(0, a.Offered)
+		}
+		out[dev] = append(out[dev], arr)
 	}
 	for _, as := range out {
 		sortArrivals(as)

@@ -224,18 +224,6 @@ func (s *Server) servePush(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	if f.PerDeviceLimit > 0 && !s.limiter.allow(token, arrived, f.PerDeviceLimit, f.PerDeviceWindow) {
-		s.metrics.fault("429")
-		s.reject(w, r, ReasonTooManyRequests)
-		return
-	}
-	if s.applyOverride(w, r) {
-		return
-	}
-	if s.injectFault(w, r, f) {
-		return
-	}
-
 	p := Push{
 		ApnsID:     apnsID,
 		Token:      token,
@@ -249,6 +237,20 @@ func (s *Server) servePush(w http.ResponseWriter, r *http.Request) {
 		TeamID:     id.teamID,
 		KeyID:      id.keyID,
 		Auth:       authKind,
+	}
+	if s.onOffer != nil {
+		s.onOffer(p)
+	}
+	if f.PerDeviceLimit > 0 && !s.limiter.allow(token, arrived, f.PerDeviceLimit, f.PerDeviceWindow) {
+		s.metrics.fault("429")
+		s.reject(w, r, ReasonTooManyRequests)
+		return
+	}
+	if s.applyOverride(w, r) {
+		return
+	}
+	if s.injectFault(w, r, f) {
+		return
 	}
 	s.store.add(p)
 	if s.onPush != nil {

@@ -91,6 +91,12 @@ type Config struct {
 	// it was recorded and before the 200 is sent. It must be fast and safe for
 	// concurrent use.
 	OnPush func(Push)
+	// OnOffer, if set, is called synchronously for every push that passed
+	// validation (authentication, headers, payload, token state), before the
+	// per-device limit, the override and the random faults decide its answer:
+	// the pushes the sender got right, accepted or refused by the provider's
+	// side. Same rules as OnPush.
+	OnOffer func(Push)
 
 	// Hosts are extra DNS names or IP literals for the server certificate
 	// (it always covers 127.0.0.1, ::1 and localhost), e.g. a compose
@@ -163,6 +169,7 @@ type Server struct {
 	now     func() time.Time
 	log     *slog.Logger
 	onPush  func(Push)
+	onOffer func(Push)
 	ca      *CA
 	caPEM   []byte
 	pool    *x509.CertPool
@@ -214,6 +221,7 @@ func New(cfg Config) (*Server, error) {
 		now:     cfg.Now,
 		log:     cfg.Logger,
 		onPush:  cfg.OnPush,
+		onOffer: cfg.OnOffer,
 		closing: make(chan struct{}),
 		done:    make(chan struct{}),
 		limiter: newDeviceLimiter(),

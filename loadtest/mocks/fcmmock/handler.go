@@ -234,6 +234,9 @@ func (s *Server) serveSend(w http.ResponseWriter, r *http.Request) {
 		s.m.answered(http.StatusOK, "")
 		return
 	}
+	if s.cfg.OnOffer != nil {
+		s.cfg.OnOffer(msg)
+	}
 	f := s.faults.Load()
 	switch {
 	case !s.allow(m.Token, f):
