@@ -5,7 +5,7 @@
 // Why: a service whose live heap is a few MB but which allocates tens of MB per second (ingest at
 // 20,000 publishes/s: 3 MB live, ~70 MB/s) runs a GC cycle every ~50 ms with the default GOGC=100,
 // and each cycle's mark phase holds up the requests in flight for a few ms: the answer latency's
-// p90 and p99 (docs/performance.md, "Sixth round"). A floor of tens of MB makes cycles ~25× rarer
+// p90 and p99 (docs/performance.md, "Sixth round"). A floor of tens of MB makes cycles ~20× rarer
 // for a fixed, known amount of memory, and changes nothing once the live heap is above half the
 // floor. GOMEMLIMIT, when set, still bounds the heap.
 package heapfloor

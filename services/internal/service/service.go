@@ -129,8 +129,6 @@ func profilerAddr(p *admin.Profiler) string {
 	return p.Addr()
 }
 
-// DrainContext returns a fresh context bounded by the drain timeout, for shutdown work that must
-// run after the run context was cancelled.
 // startHeapFloor starts the GC heap floor unless it is off or GOGC is set.
 func startHeapFloor(log *slog.Logger, mib int) *heapfloor.Floor {
 	if gogc, set := os.LookupEnv("GOGC"); set {
@@ -142,6 +140,8 @@ func startHeapFloor(log *slog.Logger, mib int) *heapfloor.Floor {
 	return heapfloor.Start(uint64(mib) << 20)
 }
 
+// DrainContext returns a fresh context bounded by the drain timeout, for shutdown work that must
+// run after the run context was cancelled.
 func (b *Base) DrainContext() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), b.flags.DrainTimeout)
 }
