@@ -92,7 +92,8 @@
 //  23. body not a JSON object                 400 BadPayload (mock extension:
 //     Apple documents no reason for malformed JSON)
 //
-// Then faults: per-device limit (429 TooManyRequests), a storm (Override:
+// A push that passed these checks is offered to Config.OnOffer (the load test
+// judges loss by a wake's first offer). Then faults: per-device limit (429 TooManyRequests), a storm (Override:
 // a share of pushes answered 429, 500 or 503, with Retry-After if set, until
 // it is cleared; SetOverride or PUT/DELETE /control/override), Rate500,
 // Rate503, RateStall, RateReset (RST_STREAM), RateDrop (TCP close),
