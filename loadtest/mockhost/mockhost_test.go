@@ -2,6 +2,7 @@ package mockhost
 
 import (
 	"context"
+	"crypto/ecdsa"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -15,14 +16,7 @@ import (
 // control API answers the client (count, arrivals, APNs override).
 func TestServeClient(t *testing.T) {
 	dir := t.TempDir()
-	_, p8, err := apnsmock.NewSigningKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyFile := filepath.Join(dir, "k.p8")
-	if err := os.WriteFile(keyFile, p8, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	_, keyFile := signingKeyFile(t, dir)
 	cfg := Config{Dir: dir, Latency: Latency{Dist: "exponential", MeanNS: int64(time.Millisecond), MaxNS: int64(10 * time.Millisecond)},
 		Rate500: 0.01, TeamID: "T", KeyID: "K", KeyFile: keyFile, Topics: []string{"a.ios"}, FCMProject: "p", FCMMaxRecords: 10}
 	ready := filepath.Join(dir, "ready.json")
@@ -113,4 +107,18 @@ func BenchmarkPayloadWakeID(b *testing.B) {
 			jsonWakeID(p)
 		}
 	})
+}
+
+// signingKeyFile makes an APNs signing key and writes it as dir/k.p8.
+func signingKeyFile(t *testing.T, dir string) (*ecdsa.PrivateKey, string) {
+	t.Helper()
+	key, p8, err := apnsmock.NewSigningKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(dir, "k.p8")
+	if err := os.WriteFile(keyFile, p8, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return key, keyFile
 }

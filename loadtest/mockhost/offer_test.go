@@ -2,8 +2,6 @@ package mockhost
 
 import (
 	"crypto/tls"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/sideshow/apns2"
@@ -17,14 +15,7 @@ import (
 // accepted arrives with Offered at the refused attempt; a wake accepted at once has none.
 func TestArrivalsCarryTheFirstRefusedOffer(t *testing.T) {
 	dir := t.TempDir()
-	key, p8, err := apnsmock.NewSigningKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyFile := filepath.Join(dir, "k.p8")
-	if err := os.WriteFile(keyFile, p8, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	key, keyFile := signingKeyFile(t, dir)
 	h, err := Start(Config{Dir: dir, TeamID: "T", KeyID: "K", KeyFile: keyFile, Topics: []string{"a.ios"}, FCMProject: "p", FCMMaxRecords: 10})
 	if err != nil {
 		t.Fatal(err)
