@@ -93,18 +93,19 @@ type Host struct {
 
 	mu   sync.Mutex
 	apns []Arrival
-	// offered is each wake id's first offer to either mock (UNIX nanoseconds).
-	offered map[string]int64
+	// refused is the first time either mock refused a wake id (UNIX nanoseconds); only wakes
+	// refused at least once are in it.
+	refused map[string]int64
 }
 
 // Start starts both mocks on free loopback ports and writes the client files into cfg.Dir.
 func Start(cfg Config) (*Host, error) {
-	h := &Host{offered: map[string]int64{}}
+	h := &Host{refused: map[string]int64{}}
 	lat := cfg.Latency.fn()
 	var err error
 	h.APNs, err = apnsmock.New(apnsmock.Config{
 		Addr: "127.0.0.1:0", Latency: lat, Rate500: cfg.Rate500, Rate503: cfg.Rate503, MaxRecords: -1,
-		OnOffer: func(p apnsmock.Push) { h.offer(payloadWakeID(p.Payload), p.ReceivedAt.UnixNano()) },
+		OnRefuse: func(p apnsmock.Push) { h.refuse(payloadWakeID(p.Payload), p.ReceivedAt.UnixNano()) },
 		OnPush: func(p apnsmock.Push) {
 			id := payloadWakeID(p.Payload)
 			h.mu.Lock()
@@ -130,8 +131,8 @@ func Start(cfg Config) (*Host, error) {
 		h.APNs.AddTopic(t)
 	}
 	h.FCM, err = fcmmock.New(fcmmock.Config{Addr: "127.0.0.1:0", ProjectID: cfg.FCMProject, MaxRecords: cfg.FCMMaxRecords,
-		Faults:  fcmmock.Faults{Rate500: cfg.Rate500, Rate503: cfg.Rate503, Latency: lat},
-		OnOffer: func(m fcmmock.Message) { h.offer(m.Data["wake_id"], m.ReceivedAt.UnixNano()) }})
+		Faults:   fcmmock.Faults{Rate500: cfg.Rate500, Rate503: cfg.Rate503, Latency: lat},
+		OnRefuse: func(m fcmmock.Message) { h.refuse(m.Data["wake_id"], m.ReceivedAt.UnixNano()) }})
 	if err != nil {
 		h.Close()
 		return nil, fmt.Errorf("fcm mock: %w", err)
@@ -147,14 +148,14 @@ func Start(cfg Config) (*Host, error) {
 	return h, nil
 }
 
-// offer notes the first time the wake id was offered to a mock.
-func (h *Host) offer(wakeID string, at int64) {
+// refuse notes the first time a mock refused the wake id.
+func (h *Host) refuse(wakeID string, at int64) {
 	if wakeID == "" {
 		return
 	}
 	h.mu.Lock()
-	if first, ok := h.offered[wakeID]; !ok || at < first {
-		h.offered[wakeID] = at
+	if first, ok := h.refused[wakeID]; !ok || at < first {
+		h.refused[wakeID] = at
 	}
 	h.mu.Unlock()
 }
@@ -170,7 +171,7 @@ func (h *Host) Arrivals() []Arrival {
 		out = append(out, Arrival{Token: m.Token, At: m.ReceivedAt.UnixNano(), WakeID: m.Data["wake_id"]})
 	}
 	for i := range out {
-		if first, ok := h.offered[out[i].WakeID]; ok && first < out[i].At {
+		if first, ok := h.refused[out[i].WakeID]; ok && first < out[i].At {
 			out[i].Offered = first
 		}
 	}

@@ -92,13 +92,13 @@
 //  23. body not a JSON object                 400 BadPayload (mock extension:
 //     Apple documents no reason for malformed JSON)
 //
-// A push that passed these checks is offered to Config.OnOffer (the load test
-// judges loss by a wake's first offer). Then faults: per-device limit (429 TooManyRequests), a storm (Override:
+// Then faults: per-device limit (429 TooManyRequests), a storm (Override:
 // a share of pushes answered 429, 500 or 503, with Retry-After if set, until
 // it is cleared; SetOverride or PUT/DELETE /control/override), Rate500,
 // Rate503, RateStall, RateReset (RST_STREAM), RateDrop (TCP close),
 // RateGoAway; see Config. Only pushes that pass everything are recorded (Pushes, PushesFor,
-// OnPush).
+// OnPush); valid pushes a fault refused go to OnRefuse (the load test judges loss
+// by a wake's first offer).
 //
 // # GOAWAY
 //

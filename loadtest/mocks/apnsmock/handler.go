@@ -238,18 +238,10 @@ func (s *Server) servePush(w http.ResponseWriter, r *http.Request) {
 		KeyID:      id.keyID,
 		Auth:       authKind,
 	}
-	if s.onOffer != nil {
-		s.onOffer(p)
-	}
-	if f.PerDeviceLimit > 0 && !s.limiter.allow(token, arrived, f.PerDeviceLimit, f.PerDeviceWindow) {
-		s.metrics.fault("429")
-		s.reject(w, r, ReasonTooManyRequests)
-		return
-	}
-	if s.applyOverride(w, r) {
-		return
-	}
-	if s.injectFault(w, r, f) {
+	if s.refused(w, r, f, token, arrived) {
+		if s.onRefuse != nil {
+			s.onRefuse(p)
+		}
 		return
 	}
 	s.store.add(p)
@@ -258,6 +250,17 @@ func (s *Server) servePush(w http.ResponseWriter, r *http.Request) {
 	}
 	s.metrics.accepted.Inc()
 	w.WriteHeader(http.StatusOK)
+}
+
+// refused answers a valid push with the per-device limit, the override or a
+// random fault when one applies, and reports whether one did.
+func (s *Server) refused(w http.ResponseWriter, r *http.Request, f *Faults, token string, arrived time.Time) bool {
+	if f.PerDeviceLimit > 0 && !s.limiter.allow(token, arrived, f.PerDeviceLimit, f.PerDeviceWindow) {
+		s.metrics.fault("429")
+		s.reject(w, r, ReasonTooManyRequests)
+		return true
+	}
+	return s.applyOverride(w, r) || s.injectFault(w, r, f)
 }
 
 // injectFault applies the random faults; it reports whether the request was

@@ -91,12 +91,12 @@ type Config struct {
 	// it was recorded and before the 200 is sent. It must be fast and safe for
 	// concurrent use.
 	OnPush func(Push)
-	// OnOffer, if set, is called synchronously for every push that passed
-	// validation (authentication, headers, payload, token state), before the
-	// per-device limit, the override and the random faults decide its answer:
-	// the pushes the sender got right, accepted or refused by the provider's
-	// side. Same rules as OnPush.
-	OnOffer func(Push)
+	// OnRefuse, if set, is called synchronously for every push that passed
+	// validation (authentication, headers, payload, token state) and was then
+	// refused by the per-device limit, the override or a random fault: a push
+	// the sender got right that the provider's side turned down. Same rules as
+	// OnPush.
+	OnRefuse func(Push)
 
 	// Hosts are extra DNS names or IP literals for the server certificate
 	// (it always covers 127.0.0.1, ::1 and localhost), e.g. a compose
@@ -166,21 +166,21 @@ type Push struct {
 
 // Server is a running mock APNs endpoint. New starts it; Close stops it.
 type Server struct {
-	now     func() time.Time
-	log     *slog.Logger
-	onPush  func(Push)
-	onOffer func(Push)
-	ca      *CA
-	caPEM   []byte
-	pool    *x509.CertPool
-	ln      net.Listener
-	srv     *http.Server
-	url     string
-	closing chan struct{}
-	once    sync.Once
-	done    chan struct{}
-	control http.Handler
-	metrics *metrics
+	now      func() time.Time
+	log      *slog.Logger
+	onPush   func(Push)
+	onRefuse func(Push)
+	ca       *CA
+	caPEM    []byte
+	pool     *x509.CertPool
+	ln       net.Listener
+	srv      *http.Server
+	url      string
+	closing  chan struct{}
+	once     sync.Once
+	done     chan struct{}
+	control  http.Handler
+	metrics  *metrics
 
 	faults atomic.Pointer[Faults]
 	// override is the storm in force (override.go), nil when none.
@@ -218,14 +218,14 @@ type goneToken struct {
 // separate Start: the server is ready when New returns.
 func New(cfg Config) (*Server, error) {
 	s := &Server{
-		now:     cfg.Now,
-		log:     cfg.Logger,
-		onPush:  cfg.OnPush,
-		onOffer: cfg.OnOffer,
-		closing: make(chan struct{}),
-		done:    make(chan struct{}),
-		limiter: newDeviceLimiter(),
-		store:   newPushStore(cfg.MaxRecords),
+		now:      cfg.Now,
+		log:      cfg.Logger,
+		onPush:   cfg.OnPush,
+		onRefuse: cfg.OnRefuse,
+		closing:  make(chan struct{}),
+		done:     make(chan struct{}),
+		limiter:  newDeviceLimiter(),
+		store:    newPushStore(cfg.MaxRecords),
 	}
 	if s.now == nil {
 		s.now = time.Now

@@ -234,26 +234,11 @@ func (s *Server) serveSend(w http.ResponseWriter, r *http.Request) {
 		s.m.answered(http.StatusOK, "")
 		return
 	}
-	if s.cfg.OnOffer != nil {
-		s.cfg.OnOffer(msg)
-	}
 	f := s.faults.Load()
-	switch {
-	case !s.allow(m.Token, f):
-		s.m.faults.WithLabelValues("per_device_429").Inc()
-		s.fail(w, http.StatusTooManyRequests, CodeQuotaExceeded, "Quota exceeded for the message target.", max(f.RetryAfter, 1))
-		return
-	case chance(f.Rate500):
-		s.m.faults.WithLabelValues("500").Inc()
-		s.fail(w, http.StatusInternalServerError, CodeInternal, "Internal error encountered.", 0)
-		return
-	case chance(f.Rate503):
-		s.m.faults.WithLabelValues("503").Inc()
-		s.fail(w, http.StatusServiceUnavailable, CodeUnavailable, "The service is currently unavailable.", f.RetryAfter)
-		return
-	case chance(f.Rate429):
-		s.m.faults.WithLabelValues("429").Inc()
-		s.fail(w, http.StatusTooManyRequests, CodeQuotaExceeded, "Quota exceeded for quota metric 'Send requests'.", f.RetryAfter)
+	if s.refused(w, m.Token, f) {
+		if s.cfg.OnRefuse != nil {
+			s.cfg.OnRefuse(msg)
+		}
 		return
 	}
 	if f.Latency != nil {
@@ -269,4 +254,26 @@ func (s *Server) serveSend(w http.ResponseWriter, r *http.Request) {
 	s.record(msg)
 	s.m.answered(http.StatusOK, "")
 	writeJSON(w, map[string]string{"name": msg.Name})
+}
+
+// refused answers a valid message with the per-device limit or a random fault when one
+// applies, and reports whether one did.
+func (s *Server) refused(w http.ResponseWriter, token string, f *Faults) bool {
+	switch {
+	case !s.allow(token, f):
+		s.m.faults.WithLabelValues("per_device_429").Inc()
+		s.fail(w, http.StatusTooManyRequests, CodeQuotaExceeded, "Quota exceeded for the message target.", max(f.RetryAfter, 1))
+	case chance(f.Rate500):
+		s.m.faults.WithLabelValues("500").Inc()
+		s.fail(w, http.StatusInternalServerError, CodeInternal, "Internal error encountered.", 0)
+	case chance(f.Rate503):
+		s.m.faults.WithLabelValues("503").Inc()
+		s.fail(w, http.StatusServiceUnavailable, CodeUnavailable, "The service is currently unavailable.", f.RetryAfter)
+	case chance(f.Rate429):
+		s.m.faults.WithLabelValues("429").Inc()
+		s.fail(w, http.StatusTooManyRequests, CodeQuotaExceeded, "Quota exceeded for quota metric 'Send requests'.", f.RetryAfter)
+	default:
+		return false
+	}
+	return true
 }

@@ -77,11 +77,10 @@ type Config struct {
 	MaxRecords int
 	// Faults at start; change them with SetFaults or POST /control/faults.
 	Faults Faults
-	// OnOffer, if set, is called synchronously for every message that passed validation and
-	// the token's state, before the rate limits and the random faults decide its answer (it
-	// is then accepted or refused on the provider's side). It must be fast and safe for
-	// concurrent use.
-	OnOffer func(Message)
+	// OnRefuse, if set, is called synchronously for every message that passed validation and
+	// the token's state and was then refused by a rate limit or a random fault. It must be
+	// fast and safe for concurrent use.
+	OnRefuse func(Message)
 	// Now is the clock (default time.Now): token expiry and JWT checks use it.
 	Now func() time.Time
 	// Logger receives control events; nil discards.
